@@ -1,0 +1,1 @@
+"""Consensus engines: what turns transactions into an ordered chain of blocks."""

@@ -1,0 +1,166 @@
+"""The node-local event store: events waiting to be voted on, and listeners' private KV.
+
+One SQLite file per node, separate from the ledger and never replicated. A lock serialises
+access to the single connection so one listener's ``transaction()`` cannot interleave with
+another's writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from bridge import sqlite
+from bridge.encoding import event_id
+from bridge.sqlite import chunks, marks
+from resolutions import registered_resolutions
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id BLOB NOT NULL UNIQUE, type TEXT NOT NULL,
+    body BLOB NOT NULL, listener TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    first_seen REAL NOT NULL, last_sent REAL);
+CREATE INDEX IF NOT EXISTS events_by_state ON events (state, seq);
+CREATE TABLE IF NOT EXISTS kv (
+    listener TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (listener, key)) WITHOUT ROWID;
+"""
+
+PENDING, VOTED = "pending", "voted"
+
+
+@dataclass(frozen=True)
+class Event:
+    id: bytes
+    type: str
+    body: bytes
+    state: str
+    last_sent: float | None
+
+
+class EventStore:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> EventStore:
+        db = await sqlite.connect(path)
+        await db.executescript(SCHEMA)
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    def scoped(self, listener: str) -> ScopedStore:
+        """The :class:`listeners.EventStore` one listener gets: its own KV namespace."""
+        return ScopedStore(self, listener, in_transaction=False)
+
+    # -- for the broadcaster -- #
+
+    async def select(self, state: str, limit: int, sent_before: float | None = None) -> list[Event]:
+        """Events in ``state``, oldest first; with ``sent_before``, only those never sent or
+        last sent before that time."""
+        sql = "SELECT id, type, body, state, last_sent FROM events WHERE state = ?"
+        args: list[object] = [state]
+        if sent_before is not None:
+            sql += " AND (last_sent IS NULL OR last_sent < ?)"
+            args.append(sent_before)
+        async with self._db.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit)) as cur:
+            return [Event(bytes(i), t, bytes(b), s, ls) async for i, t, b, s, ls in cur]
+
+    async def sent_ids(self) -> list[bytes]:
+        """Events that were sent or seen voted: the ones whose vote status may change."""
+        sql = "SELECT id FROM events WHERE last_sent IS NOT NULL OR state = ? ORDER BY seq"
+        async with self._db.execute(sql, (VOTED,)) as cur:
+            return [bytes(r[0]) async for r in cur]
+
+    async def mark_sent(self, ids: list[bytes], at: float | None = None) -> None:
+        await self._update("UPDATE events SET last_sent = ? WHERE id IN ({})", ids, at or time.time())
+
+    async def set_state(self, ids: list[bytes], state: str) -> None:
+        await self._update("UPDATE events SET state = ? WHERE id IN ({})", ids, state)
+
+    async def reset_sent(self) -> None:
+        """Forget send times (after a restart every pending event is sent again)."""
+        async with self._lock:
+            await self._db.execute("UPDATE events SET last_sent = NULL WHERE state = ?", (PENDING,))
+
+    async def remove(self, ids: list[bytes]) -> None:
+        await self._update("DELETE FROM events WHERE id IN ({})", ids)
+
+    async def counts(self) -> dict[str, int]:
+        async with self._db.execute("SELECT state, COUNT(*) FROM events GROUP BY state ORDER BY state") as cur:
+            return {s: int(n) async for s, n in cur}
+
+    async def _update(self, sql: str, ids: list[bytes], *args: object) -> None:
+        async with self._lock:
+            await self._db.execute("BEGIN")
+            try:
+                for part in chunks(ids):
+                    await self._db.execute(sql.format(marks(len(part))), (*args, *part))
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+
+class ScopedStore:
+    """One listener's view of the store; implements :class:`listeners.EventStore`."""
+
+    def __init__(self, store: EventStore, listener: str, *, in_transaction: bool) -> None:
+        self._store, self._name, self._in_tx = store, listener, in_transaction
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self._in_tx:  # the transaction holds the lock already
+            yield self._store._db
+        else:
+            async with self._store._lock:
+                yield self._store._db
+
+    async def broadcast(self, event_type: str, data: bytes) -> None:
+        if event_type not in registered_resolutions():
+            raise ValueError(f"cannot broadcast {event_type!r}: no resolution of that type is registered")
+        if not isinstance(data, bytes):
+            raise TypeError("event data must be bytes")
+        async with self._locked() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO events (id, type, body, listener, first_seen) VALUES (?, ?, ?, ?, ?)",
+                (event_id(event_type, data), event_type, data, self._name, time.time()),
+            )
+
+    async def set(self, key: bytes, value: bytes) -> None:
+        async with self._locked() as db:
+            await db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (self._name, key, value))
+
+    async def get(self, key: bytes) -> bytes | None:
+        async with self._locked() as db:
+            sql = "SELECT value FROM kv WHERE listener = ? AND key = ?"
+            async with db.execute(sql, (self._name, key)) as cur:
+                row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def delete(self, key: bytes) -> None:
+        async with self._locked() as db:
+            await db.execute("DELETE FROM kv WHERE listener = ? AND key = ?", (self._name, key))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[ScopedStore]:
+        if self._in_tx:
+            raise RuntimeError("transactions do not nest")
+        async with self._store._lock:
+            db = self._store._db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield ScopedStore(self._store, self._name, in_transaction=True)
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")

@@ -1,0 +1,431 @@
+"""The replicated ledger: an application with the shape of ABCI 2.0.
+
+The same object runs under every engine (solo, the simulator, CometBFT). Its state lives
+in one SQLite file, changes only in ``finalize_block`` and becomes durable only in
+``commit``. Everything it computes is a function of the blocks it was given: no clock, no
+randomness, no floats, every query ordered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import aiosqlite
+
+from bridge import sqlite
+from bridge.encoding import Writer, event_id
+from bridge.errors import TxCode, TxError
+from bridge.keys import account_id
+from bridge.ledger import governance
+from bridge.ledger.state import ResolutionRow, State, block_hash
+from bridge.ledger.types import Block, BlockResult, Genesis, TxResult
+from bridge.txs import MAX_TX_BYTES, Transfer, Tx, Vote, decode_payload
+from resolutions import BlockContext, Resolution, get_resolution, registered_resolutions
+
+log = logging.getLogger("bridge.ledger")
+
+RECHECK_KEY = ("", b"recheck")  # set when validator power changed: re-examine every pending id
+
+
+def required_power(total: int, threshold: Fraction) -> int:
+    """Smallest approved power that meets ``threshold`` of ``total``: ceil(total * t)."""
+    return -(-(total * threshold.numerator) // threshold.denominator)
+
+
+def passes(approved: int, total: int, threshold: Fraction) -> bool:
+    return total > 0 and approved >= required_power(total, threshold)
+
+
+class LedgerApp:
+    """The :class:`resolutions.App` a resolve function receives, bound to one namespace."""
+
+    def __init__(self, state: State, namespace: str, height: int) -> None:
+        self._state, self._ns, self._height = state, namespace, height
+
+    async def balance(self, account: str) -> int:
+        return await self._state.balance(account)
+
+    async def credit(self, account: str, amount: int) -> None:
+        if amount < 0:
+            raise ValueError(f"cannot credit a negative amount ({amount})")
+        if amount:
+            await self._state.set_balance(account, await self._state.balance(account) + amount)
+
+    async def debit(self, account: str, amount: int) -> None:
+        if amount < 0:
+            raise ValueError(f"cannot debit a negative amount ({amount})")
+        balance = await self._state.balance(account)
+        if balance < amount:
+            raise ValueError(f"balance of {account} is {balance}, less than {amount}")
+        if amount:
+            await self._state.set_balance(account, balance - amount)
+
+    async def get(self, key: bytes) -> bytes | None:
+        return await self._state.kv_get(self._ns, key)
+
+    async def set(self, key: bytes, value: bytes) -> None:
+        await self._state.kv_set(self._ns, key, value)
+
+    async def delete(self, key: bytes) -> None:
+        await self._state.kv_delete(self._ns, key)
+
+    async def validator_power(self, pubkey: bytes) -> int:
+        return (await self._state.validators()).get(pubkey, 0)
+
+    async def set_validator_power(self, pubkey: bytes, power: int) -> None:
+        if len(pubkey) != 32 or not 0 <= power < 2**63:
+            raise ValueError("a validator is a 32-byte ed25519 key with a power in [0, 2**63)")
+        validators = await self._state.validators()
+        if power == 0 and set(validators) <= {pubkey}:
+            raise ValueError("cannot remove the last validator")
+        await self._state.set_power(pubkey, power, self._height)
+        await self._state.kv_set(*RECHECK_KEY, b"\x01")
+
+
+class Ledger:
+    def __init__(self, db: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._db, self._reader = db, reader
+        self.state = State(db)
+        self.view = State(reader)  # committed state only, for check_tx and queries
+        self.chain_id = ""
+        self.height = 0
+        self.app_hash = b""
+        self.vote_fee = 0
+        self.validators: dict[bytes, int] = {}  # committed set
+        self._pending: tuple[int, bytes] | None = None
+        # Signed transactions the proposer adds to its own proposals (its votes).
+        self.injector: Callable[[], list[bytes]] | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> Ledger:
+        db = await sqlite.connect(path)
+        await State(db).create()
+        ledger = cls(db, await sqlite.connect(path, readonly=True))
+        await ledger._load()
+        return ledger
+
+    async def close(self) -> None:
+        await self.state.rollback()  # an uncommitted block is discarded, as in a crash
+        await self._reader.close()
+        await self._db.close()
+
+    async def _load(self) -> None:
+        s = self.state
+        self.chain_id = ((await s.get_meta("chain_id")) or b"").decode()
+        self.height = int.from_bytes((await s.get_meta("height")) or b"", "big")
+        self.app_hash = (await s.get_meta("app_hash")) or b""
+        self.vote_fee = int.from_bytes((await s.get_meta("vote_fee")) or b"", "big")
+        self.validators = await s.validators()
+
+    # -- ABCI: info and genesis -- #
+
+    async def info(self) -> tuple[int, bytes]:
+        """Last committed height and app hash (0 and b"" before ``init_chain``)."""
+        return self.height, self.app_hash
+
+    async def init_chain(self, genesis: Genesis) -> bytes:
+        if self.chain_id:
+            if self.chain_id != genesis.chain_id:
+                raise ValueError(f"ledger belongs to chain {self.chain_id!r}, not {genesis.chain_id!r}")
+            return self.app_hash
+        s = self.state
+        await s.begin()
+        for pubkey, power in genesis.validators:
+            await s.set_power(pubkey, power, 0)
+        for account, balance in genesis.accounts:
+            await s.set_balance(account, balance)
+        app_hash = block_hash(Writer().str(genesis.chain_id).uint(genesis.vote_fee).finish(), 0, s.log)
+        await s.set_meta("chain_id", genesis.chain_id.encode())
+        await s.set_meta("vote_fee", genesis.vote_fee.to_bytes(32, "big"))
+        await s.set_meta("height", (0).to_bytes(8, "big"))
+        await s.set_meta("app_hash", app_hash)
+        await s.commit()
+        await self._load()
+        return app_hash
+
+    # -- ABCI: mempool -- #
+
+    def _authenticate(self, raw: bytes) -> tuple[Tx, object]:
+        tx = Tx.decode(raw)
+        if tx.chain_id != self.chain_id:
+            raise TxError(TxCode.WRONG_CHAIN, f"transaction is for chain {tx.chain_id!r}, not {self.chain_id!r}")
+        if not tx.verify():
+            raise TxError(TxCode.BAD_SIGNATURE, "signature does not match the signer")
+        return tx, decode_payload(tx)
+
+    async def check_tx(self, raw: bytes) -> TxResult:
+        """Validate against committed state. Nonces above the next one are accepted: the
+        mempool holds them until the gap is filled."""
+        try:
+            tx, payload = self._authenticate(raw)
+            expected = await self.view.nonce(tx.signer)
+            if tx.nonce < expected:
+                raise TxError(TxCode.BAD_NONCE, f"nonce {tx.nonce} was already used; next is {expected}")
+            if tx.type in ("vote", "approve", "remove", "leave") and tx.signer not in self.validators:
+                raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
+            if isinstance(payload, Vote):
+                self._check_types(payload)
+            elif isinstance(payload, Transfer):
+                balance = await self.view.balance(account_id(tx.signer))
+                if balance < payload.amount:
+                    raise TxError(TxCode.INSUFFICIENT_BALANCE,
+                                  f"balance {balance} is less than the amount {payload.amount}")
+            elif tx.type == "join" and (len(tx.signer) != 32 or tx.signer in self.validators):
+                raise TxError(TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet")
+        except TxError as exc:
+            return TxResult(exc.code, str(exc))
+        return TxResult()
+
+    @staticmethod
+    def _check_types(vote: Vote) -> None:
+        known = registered_resolutions()
+        for event_type, _ in vote.events:
+            if event_type not in known:
+                raise TxError(TxCode.UNKNOWN_TYPE, f"no resolution type {event_type!r}")
+
+    # -- ABCI: proposals -- #
+
+    async def prepare_proposal(self, txs: list[bytes], max_tx_bytes: int) -> list[bytes]:
+        """The proposer's own votes first, then mempool transactions, within the byte cap."""
+        out: list[bytes] = []
+        size = 0
+        for raw in [*(self.injector() if self.injector else []), *txs]:
+            if len(raw) > MAX_TX_BYTES or size + len(raw) > max_tx_bytes:
+                continue
+            out.append(raw)
+            size += len(raw)
+        return out
+
+    async def process_proposal(self, txs: list[bytes]) -> bool:
+        """Reject only what no honest proposer sends: undecodable or unsigned bytes.
+        Transactions that fail on state (a stale nonce) get an error code in the block."""
+        try:
+            for raw in txs:
+                self._authenticate(raw)
+        except TxError as exc:
+            log.warning("rejecting proposal: %s", exc)
+            return False
+        return True
+
+    # -- ABCI: execution -- #
+
+    async def finalize_block(self, block: Block) -> BlockResult:
+        if block.height != self.height + 1:
+            raise ValueError(f"expected block {self.height + 1}, got {block.height}")
+        s = self.state
+        await s.rollback()  # a block executed but never committed is executed again
+        await s.begin()
+        before = await s.validators()
+        ctx = BlockContext(block.height, block.time_ns, block.proposer, self.chain_id)
+        self._touched: dict[bytes, None] = {}
+        results = tuple([await self._deliver(raw, ctx) for raw in block.txs])
+        resolved = await self._end_block(ctx)
+        after = await s.validators()
+        updates = tuple(
+            (k, after.get(k, 0)) for k in sorted(before.keys() | after.keys())
+            if before.get(k, 0) != after.get(k, 0)
+        )
+        app_hash = block_hash(self.app_hash, block.height, s.log)
+        self._pending = (block.height, app_hash)
+        return BlockResult(results, updates, app_hash, resolved)
+
+    async def commit(self) -> None:
+        if self._pending is None:
+            raise RuntimeError("commit without a finalized block")
+        height, app_hash = self._pending
+        await self.state.set_meta("height", height.to_bytes(8, "big"))
+        await self.state.set_meta("app_hash", app_hash)
+        await self.state.commit()
+        self.height, self.app_hash, self._pending = height, app_hash, None
+        self.validators = await self.state.validators()
+
+    async def _deliver(self, raw: bytes, ctx: BlockContext) -> TxResult:
+        try:
+            tx, payload = self._authenticate(raw)
+        except TxError as exc:
+            return TxResult(exc.code, str(exc))
+        expected = await self.state.nonce(tx.signer)
+        if tx.nonce != expected:
+            return TxResult(TxCode.BAD_NONCE, f"nonce {tx.nonce}, expected {expected}")
+        # A signed transaction consumes its nonce even when it fails, so it cannot be
+        # replayed later when it might succeed.
+        await self.state.set_nonce(tx.signer, expected + 1)
+        try:
+            async with self.state.savepoint():
+                await self._execute(tx, payload, ctx)
+        except TxError as exc:
+            return TxResult(exc.code, str(exc))
+        return TxResult()
+
+    async def _execute(self, tx: Tx, payload: object, ctx: BlockContext) -> None:
+        s = self.state
+        validators = await s.validators()
+        if tx.type in ("vote", "approve", "remove", "leave") and tx.signer not in validators:
+            raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
+        if isinstance(payload, Vote):
+            self._check_types(payload)
+            await self._vote(tx.signer, list(dict.fromkeys(payload.events)), ctx)
+        elif isinstance(payload, Transfer):
+            app = LedgerApp(s, "", ctx.height)
+            try:
+                await app.debit(account_id(tx.signer), payload.amount)
+            except ValueError as exc:
+                raise TxError(TxCode.INSUFFICIENT_BALANCE, str(exc)) from None
+            await app.credit(account_id(payload.to), payload.amount)
+        elif tx.type == "join":
+            assert isinstance(payload, int)
+            if len(tx.signer) != 32 or tx.signer in validators:
+                raise TxError(TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet")
+            body = governance.join_body(tx.signer, payload, tx.nonce)
+            await self._create(governance.JOIN, body, tx.signer, ctx)
+        elif tx.type == "approve":
+            assert isinstance(payload, bytes)
+            rows = await s.resolutions([payload])
+            if payload not in rows or rows[payload].type not in (governance.JOIN, governance.REMOVE):
+                raise TxError(TxCode.INVALID_PAYLOAD, "no pending validator request with that id")
+            await self._vote(tx.signer, [(rows[payload].type, rows[payload].body)], ctx)
+        elif tx.type == "remove":
+            assert isinstance(payload, bytes)
+            since = await s.validator_since(payload)
+            if since is None:
+                raise TxError(TxCode.INVALID_PAYLOAD, "the key to remove is not a validator")
+            await self._vote(tx.signer, [(governance.REMOVE, governance.remove_body(payload, since))], ctx)
+        elif tx.type == "leave":
+            if set(validators) == {tx.signer}:
+                raise TxError(TxCode.INVALID_PAYLOAD, "the last validator cannot leave")
+            await LedgerApp(s, "", ctx.height).set_validator_power(tx.signer, 0)
+
+    async def _create(self, event_type: str, body: bytes, proposer: bytes, ctx: BlockContext) -> bytes:
+        rid = event_id(event_type, body)
+        if not await self.state.processed_ids([rid]) and not await self.state.pending_ids([rid]):
+            expiration = ctx.height + get_resolution(event_type).expiration_period
+            await self.state.add_resolutions([ResolutionRow(rid, event_type, body, proposer, expiration)])
+        return rid
+
+    async def _vote(self, voter: bytes, events: list[tuple[str, bytes]], ctx: BlockContext) -> None:
+        """Add ``voter``'s vote to each event, creating resolutions on first sight. Votes for
+        processed ids and repeated votes are no-ops."""
+        s = self.state
+        ids = [event_id(t, b) for t, b in events]
+        processed = await s.processed_ids(ids)
+        pending = await s.pending_ids(ids)
+        voted = await s.voted_ids(ids, voter)
+        new = [
+            ResolutionRow(i, t, b, voter, ctx.height + get_resolution(t).expiration_period)
+            for i, (t, b) in zip(ids, events, strict=True) if i not in processed and i not in pending
+        ]
+        votes = [i for i in ids if i not in processed and i not in voted]
+        if self.vote_fee and votes:
+            try:
+                await LedgerApp(s, "", ctx.height).debit(account_id(voter), self.vote_fee * len(votes))
+            except ValueError as exc:
+                raise TxError(TxCode.INSUFFICIENT_BALANCE, f"cannot pay vote fees: {exc}") from None
+        await s.add_resolutions(new)
+        await s.add_votes(votes, voter)
+        self._touched.update(dict.fromkeys(votes))
+
+    # -- end of block -- #
+
+    async def _end_block(self, ctx: BlockContext) -> tuple[tuple[bytes, str, str], ...]:
+        s = self.state
+        validators = await s.validators()
+        total = sum(validators.values())
+        candidates = list(self._touched)
+        if await s.kv_get(*RECHECK_KEY):
+            candidates = await s.all_pending_ids()
+            await s.kv_delete(*RECHECK_KEY)
+        rows = await s.resolutions(candidates)
+        voters = await s.voters(list(rows))
+        registry = registered_resolutions()
+
+        # Select every confirmed resolution before running any: a resolve may change
+        # validator power, which must not move thresholds within this block.
+        confirmed: list[Resolution] = []
+        for rid, row in rows.items():
+            approved = sum(validators.get(v, 0) for v in voters[rid])
+            if passes(approved, total, registry[row.type].confirmation_threshold):
+                confirmed.append(Resolution(rid, row.type, row.body, row.proposer, row.expiration,
+                                            approved, tuple(voters[rid])))
+        confirmed.sort(key=lambda r: (r.type, r.id))
+
+        outcomes: list[tuple[bytes, str, str]] = []
+        for res in confirmed:
+            status, error = "confirmed", ""
+            try:
+                async with s.savepoint():
+                    await registry[res.type].resolve(LedgerApp(s, res.type, ctx.height), res, ctx)
+            except Exception as exc:  # a plug-in's failure must not stop the block
+                status, error = "failed", type(exc).__name__
+                log.warning("resolve of %s %s failed at height %d: %r",
+                            res.type, res.id.hex(), ctx.height, exc)
+            await self._refund(res.voters)
+            outcomes.append((res.id, res.type, status))
+            await s.mark_processed([(res.id, res.type, res.body, ctx.height, status, error)])
+        await s.remove_resolutions([r.id for r in confirmed])
+
+        expired = await s.expired(ctx.height)
+        if expired and self.vote_fee:
+            expired_voters = await s.voters([r.id for r in expired])
+            for row in expired:
+                approved = sum(validators.get(v, 0) for v in expired_voters[row.id])
+                if passes(approved, total, registry[row.type].refund_threshold):
+                    await self._refund(expired_voters[row.id])
+        await s.remove_resolutions([r.id for r in expired])
+        outcomes.extend((r.id, r.type, "expired") for r in expired)
+        return tuple(outcomes)
+
+    async def _refund(self, voters: tuple[bytes, ...] | list[bytes]) -> None:
+        if self.vote_fee:
+            app = LedgerApp(self.state, "", 0)
+            for voter in voters:
+                await app.credit(account_id(voter), self.vote_fee)
+
+    # -- queries, always on committed state -- #
+
+    async def nonce(self, signer: bytes) -> int:
+        return await self.view.nonce(signer)
+
+    async def balance(self, account: str) -> int:
+        return await self.view.balance(account)
+
+    async def vote_status(self, ids: list[bytes], voter: bytes) -> dict[bytes, str]:
+        """For each id: ``processed``, ``voted`` (by ``voter``, still pending) or ``absent``."""
+        processed = await self.view.processed_ids(ids)
+        voted = await self.view.voted_ids(ids, voter)
+        return {i: "processed" if i in processed else "voted" if i in voted else "absent" for i in ids}
+
+    async def list_resolutions(
+        self, status: str | None = None, type_: str | None = None, limit: int = 100
+    ) -> list[dict[str, object]]:
+        """Pending resolutions (with approved power) and processed ones, newest first."""
+        db, out = self._reader, []
+        total = sum(self.validators.values())
+        if status in (None, "pending"):
+            sql = ("SELECT r.id, r.type, r.body, r.proposer, r.expiration, COALESCE(SUM(v.power), 0), COUNT(v.pubkey)"
+                   " FROM resolutions r LEFT JOIN votes x ON x.resolution_id = r.id"
+                   " LEFT JOIN validators v ON v.pubkey = x.voter"
+                   " WHERE (? IS NULL OR r.type = ?) GROUP BY r.id ORDER BY r.expiration DESC, r.id LIMIT ?")
+            async with db.execute(sql, (type_, type_, limit)) as cur:
+                async for rid, t, body, proposer, exp, power, nvotes in cur:
+                    need = required_power(total, registered_resolutions()[t].confirmation_threshold)
+                    out.append({"id": bytes(rid).hex(), "type": t, "status": "pending",
+                                "body": bytes(body).hex(), "proposer": bytes(proposer).hex(),
+                                "expiration_height": exp, "approved_power": power,
+                                "required_power": need, "votes": nvotes})
+        if status in (None, "confirmed", "failed"):
+            sql = ("SELECT id, type, body, height, status, error FROM processed"
+                   " WHERE (? IS NULL OR status = ?) AND (? IS NULL OR type = ?)"
+                   " ORDER BY height DESC, type, id LIMIT ?")
+            async with db.execute(sql, (status, status, type_, type_, limit)) as cur:
+                async for rid, t, body, height, st, err in cur:
+                    out.append({"id": bytes(rid).hex(), "type": t, "status": st, "body": bytes(body).hex(),
+                                "height": height, "error": err})
+        return out[:limit]
+
+    async def kv_items(self, namespace: str, limit: int = 100) -> list[tuple[bytes, bytes]]:
+        sql = "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key LIMIT ?"
+        async with self._reader.execute(sql, (namespace, limit)) as cur:
+            return [(bytes(k), bytes(v)) async for k, v in cur]

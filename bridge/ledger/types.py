@@ -1,0 +1,94 @@
+"""Values that cross the ledger's ABCI-shaped boundary."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import ConfigError, TxCode
+from bridge.keys import parse_account
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    validators: tuple[tuple[bytes, int], ...]  # (ed25519 pubkey, power)
+    accounts: tuple[tuple[str, int], ...] = ()  # (account, balance)
+    time_ns: int = 0
+    vote_fee: int = 0  # charged per new vote to the voter's account; refunded per ResolutionConfig
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "time_ns": self.time_ns,
+            "vote_fee": str(self.vote_fee),
+            "validators": [{"pubkey": k.hex(), "power": p} for k, p in self.validators],
+            "accounts": [{"id": a, "balance": str(b)} for a, b in self.accounts],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "genesis") -> Genesis:
+        key = "chain_id"
+        try:
+            chain_id = data["chain_id"]
+            if not isinstance(chain_id, str) or not 0 < len(chain_id) <= 128:
+                raise ValueError("must be a string of 1 to 128 characters")
+            key = "validators"
+            validators = tuple(
+                sorted((bytes.fromhex(v["pubkey"]), int(v["power"])) for v in data["validators"])
+            )
+            if not validators or any(len(k) != 32 or p <= 0 for k, p in validators):
+                raise ValueError("needs at least one 32-byte hex pubkey with a positive power")
+            key = "accounts"
+            accounts = tuple(
+                sorted((parse_account(a["id"]), int(a["balance"])) for a in data.get("accounts", []))
+            )
+            key = "time_ns"
+            time_ns = int(data.get("time_ns", 0))
+            key = "vote_fee"
+            vote_fee = int(data.get("vote_fee", 0))
+            if vote_fee < 0 or any(b < 0 for _, b in accounts):
+                raise ValueError("amounts cannot be negative")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{source}: invalid {key!r}: {exc}") from None
+        return cls(chain_id, validators, accounts, time_ns, vote_fee)
+
+    @classmethod
+    def load(cls, path: Path) -> Genesis:
+        try:
+            return cls.from_json(json.loads(path.read_text()), str(path))
+        except FileNotFoundError:
+            raise ConfigError(f"genesis file {path} does not exist (run `bridge init`)") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class Block:
+    height: int
+    time_ns: int
+    proposer: bytes
+    txs: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class TxResult:
+    code: TxCode = TxCode.OK
+    log: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == TxCode.OK
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    tx_results: tuple[TxResult, ...]
+    validator_updates: tuple[tuple[bytes, int], ...]  # (pubkey, new power; 0 = removed)
+    app_hash: bytes
+    resolved: tuple[tuple[bytes, str, str], ...] = field(default=())  # (id, type, status)

@@ -1,0 +1,34 @@
+"""Opening SQLite files the same way everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiosqlite
+
+# WAL with synchronous=NORMAL: a committed transaction survives a crash of the process
+# (the WAL is written before COMMIT returns); only an OS crash or power loss can drop the
+# last few commits, which the engine then replays. FULL would fsync every block.
+PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON")
+
+
+async def connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
+    if readonly:
+        db = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        await db.execute("PRAGMA query_only=ON")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        for pragma in PRAGMAS:
+            await db.execute(pragma)
+    await db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def chunks(items: list[bytes], size: int = 500) -> list[list[bytes]]:
+    """Split for ``IN (...)`` queries, which SQLite caps by variable count."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def marks(n: int) -> str:
+    return ",".join("?" * n)

@@ -1,0 +1,96 @@
+"""Starts listeners while the node is an active validator, and cancels them when it is not.
+
+A listener that raises stops the node (its error is logged and the node exits non-zero),
+unless ``restart_policy = "always"``: then it is restarted after a capped, jittered
+exponential delay. A listener that returns is done until the next promotion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping
+
+import backoff
+
+from bridge.eventstore import EventStore
+from listeners import ListenFunc, Service
+
+log = logging.getLogger("bridge.supervisor")
+
+STOPPED, RUNNING, RESTARTING, FINISHED, FAILED = "stopped", "running", "restarting", "finished", "failed"
+
+
+class Supervisor:
+    def __init__(
+        self,
+        listeners: Mapping[str, ListenFunc],
+        store: EventStore,
+        make_service: Callable[[str], Service],
+        *,
+        restart_policy: str = "never",
+        restart_max_delay: float = 60.0,
+        on_fatal: Callable[[str, BaseException], None],
+    ) -> None:
+        self._listeners = listeners
+        self._store = store
+        self._make_service = make_service
+        self._policy = restart_policy
+        self._max_delay = restart_max_delay
+        self._on_fatal = on_fatal
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.states: dict[str, str] = {name: STOPPED for name in listeners}
+        self.restarts: dict[str, int] = {name: 0 for name in listeners}
+        self.active = False
+
+    async def update(self, active: bool) -> None:
+        """Call whenever (is validator and caught up) may have changed."""
+        if active == self.active:
+            return
+        self.active = active
+        if active:
+            log.info("node is an active validator: starting %d listener(s)", len(self._listeners))
+            for name, fn in self._listeners.items():
+                self._tasks[name] = asyncio.create_task(self._run(name, fn), name=f"listener:{name}")
+        else:
+            log.info("node is no longer an active validator: stopping listeners")
+            await self._cancel_all()
+
+    async def stop(self) -> None:
+        self.active = False
+        await self._cancel_all()
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        for name, state in self.states.items():
+            if state in (RUNNING, RESTARTING):
+                self.states[name] = STOPPED
+
+    async def _run(self, name: str, fn: ListenFunc) -> None:
+        delays: Iterator[float] = backoff.expo(max_value=self._max_delay)
+        next(delays)  # the generator's first value is a placeholder
+        while True:
+            self.states[name] = RUNNING
+            try:
+                await fn(self._make_service(name), self._store.scoped(name))
+            except asyncio.CancelledError:
+                self.states[name] = STOPPED
+                raise
+            except Exception as exc:
+                if self._policy != "always":
+                    log.error("listener %s failed: %r; stopping the node", name, exc, exc_info=exc)
+                    self.states[name] = FAILED
+                    self._on_fatal(name, exc)
+                    return
+                delay = backoff.full_jitter(next(delays))
+                self.restarts[name] += 1
+                log.error("listener %s failed: %r; restarting in %.1fs", name, exc, delay, exc_info=exc)
+                self.states[name] = RESTARTING
+                await asyncio.sleep(delay)
+            else:
+                self.states[name] = FINISHED
+                return

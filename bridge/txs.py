@@ -1,0 +1,172 @@
+"""Signed transaction envelopes and their payloads, in one canonical binary encoding.
+
+An envelope is (chain id, type, signer, nonce, payload, signature). Validators sign with
+their ed25519 key (32-byte signer); users sign EIP-712 typed data with their Ethereum key
+(20-byte signer = address), so any wallet can produce a transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+
+from bridge.encoding import MAX_U64, Reader, Writer
+from bridge.errors import DecodeError, TxCode, TxError
+from bridge.keys import NodeKey, verify_ed25519
+
+VERSION = 1
+TX_TYPES = ("vote", "join", "approve", "leave", "remove", "transfer")
+MAX_TX_BYTES = 1 << 20
+MAX_BODY_BYTES = 16 << 10
+MAX_VOTES_PER_TX = 2000
+ED25519_PREFIX = b"bridge-tx-v1\x00"
+EIP712_DOMAIN = {"name": "bridge", "version": "1"}
+EIP712_TYPES = {
+    "Transaction": [
+        {"name": "chainId", "type": "string"},
+        {"name": "txType", "type": "string"},
+        {"name": "nonce", "type": "uint64"},
+        {"name": "payload", "type": "bytes"},
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Tx:
+    chain_id: str
+    type: str
+    signer: bytes
+    nonce: int
+    payload: bytes
+    signature: bytes = b""
+
+    def unsigned(self) -> bytes:
+        return (
+            Writer().u8(VERSION).str(self.chain_id).str(self.type).bytes(self.signer)
+            .u64(self.nonce).bytes(self.payload).finish()
+        )
+
+    def encode(self) -> bytes:
+        return Writer().raw(self.unsigned()).bytes(self.signature).finish()
+
+    def hash(self) -> bytes:
+        return hashlib.sha256(self.encode()).digest()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Tx:
+        if len(data) > MAX_TX_BYTES:
+            raise TxError(TxCode.TOO_LARGE, f"transaction of {len(data)} bytes exceeds {MAX_TX_BYTES}")
+        try:
+            r = Reader(data)
+            if (v := r.u8()) != VERSION:
+                raise DecodeError(f"unknown transaction version {v}")
+            tx = cls(r.str(128), r.str(32), r.bytes(32), r.u64(), r.bytes(), r.bytes(65))
+            r.done()
+        except DecodeError as exc:
+            raise TxError(TxCode.MALFORMED, f"malformed transaction: {exc}") from None
+        if tx.type not in TX_TYPES:
+            raise TxError(TxCode.UNKNOWN_TYPE, f"unknown transaction type {tx.type!r}")
+        if len(tx.signer) not in (20, 32):
+            raise TxError(TxCode.MALFORMED, "signer must be a 20-byte address or 32-byte key")
+        return tx
+
+    # -- signing -- #
+
+    def typed_data(self) -> dict[str, Any]:
+        return {
+            "types": EIP712_TYPES,
+            "primaryType": "Transaction",
+            "domain": EIP712_DOMAIN,
+            "message": {
+                "chainId": self.chain_id,
+                "txType": self.type,
+                "nonce": self.nonce,
+                "payload": self.payload,
+            },
+        }
+
+    def sign_ed25519(self, key: NodeKey) -> Tx:
+        assert key.public == self.signer, "signer must be the key's public key"
+        return replace(self, signature=key.sign(ED25519_PREFIX + self.unsigned()))
+
+    def sign_eth(self, private_key: bytes | str) -> Tx:
+        signed = Account.sign_message(encode_typed_data(full_message=self.typed_data()), private_key)
+        return replace(self, signature=bytes(signed.signature))
+
+    def verify(self) -> bool:
+        if len(self.signer) == 32:
+            return verify_ed25519(self.signer, self.signature, ED25519_PREFIX + self.unsigned())
+        if len(self.signature) != 65:
+            return False
+        try:
+            recovered = Account.recover_message(
+                encode_typed_data(full_message=self.typed_data()), signature=self.signature
+            )
+        except Exception:  # eth-keys raises several types for a malformed signature
+            return False
+        return bytes.fromhex(recovered[2:]) == self.signer
+
+
+# -- payloads -- #
+
+
+@dataclass(frozen=True)
+class Vote:
+    events: tuple[tuple[str, bytes], ...]  # (resolution type, body) pairs
+
+    def encode(self) -> bytes:
+        w = Writer().u32(len(self.events))
+        for event_type, body in self.events:
+            w.str(event_type).bytes(body)
+        return w.finish()
+
+
+@dataclass(frozen=True)
+class Transfer:
+    to: bytes  # 20-byte address or 32-byte key
+    amount: int
+
+    def encode(self) -> bytes:
+        return Writer().bytes(self.to).uint(self.amount).finish()
+
+
+def decode_payload(tx: Tx) -> Any:
+    """The typed payload of ``tx``; ``TxError(INVALID_PAYLOAD)`` when it is malformed."""
+    r = Reader(tx.payload)
+    try:
+        out: Any
+        if tx.type == "vote":
+            n = r.u32()
+            if n == 0 or n > MAX_VOTES_PER_TX:
+                raise DecodeError(f"a vote carries 1 to {MAX_VOTES_PER_TX} events, not {n}")
+            out = Vote(tuple((r.str(64), r.bytes(MAX_BODY_BYTES)) for _ in range(n)))
+        elif tx.type == "join":
+            out = r.u64()
+            if out == 0:
+                raise DecodeError("join power must be positive")
+        elif tx.type in ("approve", "remove"):
+            out = r.fixed(32)
+        elif tx.type == "leave":
+            out = None
+        else:  # transfer
+            to = r.bytes(32)
+            if len(to) not in (20, 32):
+                raise DecodeError("transfer recipient must be 20 or 32 bytes")
+            amount = r.uint()
+            if amount == 0:
+                raise DecodeError("transfer amount must be positive")
+            out = Transfer(to, amount)
+        r.done()
+        return out
+    except DecodeError as exc:
+        raise TxError(TxCode.INVALID_PAYLOAD, f"invalid {tx.type} payload: {exc}") from None
+
+
+def encode_join(power: int) -> bytes:
+    if not 0 < power <= MAX_U64:
+        raise ValueError("power must be a positive 64-bit integer")
+    return Writer().u64(power).finish()

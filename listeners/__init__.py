@@ -1,0 +1,134 @@
+"""The listener extension API: long-running coroutines that watch the outside world.
+
+A listener reads an external system (an Ethereum contract, an HTTP API...) and records what
+it sees with :meth:`EventStore.broadcast`. The node turns each stored event into a vote;
+when enough validators voted for the same event, its resolution runs on every node.
+Register a listener once, at import time::
+
+    @register_listener("eth_deposits")
+    async def listen(service: Service, store: EventStore) -> None: ...
+
+Every subpackage of ``listeners`` is imported when the node starts, so dropping a package
+in this folder is how a fork adds a listener.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, overload
+
+__all__ = [
+    "EventStore",
+    "ListenFunc",
+    "Service",
+    "get_listener",
+    "register_listener",
+    "registered_listeners",
+]
+
+_NAME = re.compile(r"[a-z0-9_]+")
+
+
+class EventStore(Protocol):
+    """The node's local store, as one listener sees it. Nothing here is sent to the network
+    except broadcast events, and only as votes."""
+
+    async def broadcast(self, event_type: str, data: bytes) -> None:
+        """Record an event to vote on. ``event_type`` must be a registered resolution
+        (else ``ValueError``). Idempotent: the event id is a hash of (type, data), and
+        storing the same event twice is a no-op."""
+
+    async def set(self, key: bytes, value: bytes) -> None:
+        """Store a value in this listener's private key-value namespace."""
+
+    async def get(self, key: bytes) -> bytes | None:
+        """Read a value from this listener's namespace; ``None`` if absent."""
+
+    async def delete(self, key: bytes) -> None:
+        """Delete a key from this listener's namespace; no error if absent."""
+
+    def transaction(self) -> AbstractAsyncContextManager[EventStore]:
+        """A store whose broadcasts and writes all land together, or not at all::
+
+            async with store.transaction() as tx:
+                await tx.broadcast("credit_account", body)
+                await tx.set(b"last_block", height)
+        """
+
+
+@dataclass(frozen=True)
+class Service:
+    """What the node hands a listener besides its store."""
+
+    name: str
+    logger: logging.Logger  # named ``listeners.<name>``
+    # The ``[app.extensions.<name>]`` tables of config.toml, unchanged, keyed by name.
+    extension_configs: Mapping[str, Mapping[str, Any]]
+    identity: bytes  # this node's ed25519 public key
+    chain_id: str  # the ledger's chain id
+    extra: Mapping[str, Any] = field(default_factory=dict)  # room to grow without new args
+
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        """This listener's own table, or ``None`` when this node does not configure it."""
+        return self.extension_configs.get(self.name)
+
+
+ListenFunc = Callable[[Service, EventStore], Awaitable[None]]
+"""A listener's body.
+
+The node calls it once it is a validator *and* caught up with the network. It may run
+forever. It is cancelled (``asyncio.CancelledError``) when the node stops being a validator
+or shuts down, and called again on re-promotion: keep progress in the store and resume from
+it. Hold resources with ``async with`` or ``try/finally`` so cancellation releases them.
+
+Retry transient failures (timeouts, rate limits, disconnects) yourself. Raise for a broken
+configuration: the node stops with the error logged, unless the operator set a restart
+policy. If ``service.config`` is ``None`` the listener is not configured on this node:
+log that and return; the node runs on.
+"""
+
+_registry: dict[str, ListenFunc] = {}
+
+
+@overload
+def register_listener(name: str) -> Callable[[ListenFunc], ListenFunc]: ...
+@overload
+def register_listener(name: str, fn: ListenFunc) -> ListenFunc: ...
+def register_listener(
+    name: str, fn: ListenFunc | None = None
+) -> ListenFunc | Callable[[ListenFunc], ListenFunc]:
+    """Register ``fn`` under ``name`` (``[a-z0-9_]+``, unique); usable as a decorator.
+
+    The name is also the listener's key-value namespace and its config table's name.
+    Raises ``ValueError`` for an invalid or already registered name.
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"invalid listener name {name!r}: use lower-case letters, digits and _")
+    if name in _registry:
+        raise ValueError(f"listener {name!r} is already registered")
+
+    def add(f: ListenFunc) -> ListenFunc:
+        if name in _registry:
+            raise ValueError(f"listener {name!r} is already registered")
+        _registry[name] = f
+        return f
+
+    return add if fn is None else add(fn)
+
+
+def get_listener(name: str) -> ListenFunc:
+    """The listener registered under ``name``; ``KeyError`` if there is none."""
+    try:
+        return _registry[name]
+    except KeyError:
+        raise KeyError(f"no listener registered as {name!r}") from None
+
+
+def registered_listeners() -> Mapping[str, ListenFunc]:
+    """A read-only, name-sorted view of every registered listener."""
+    return {name: _registry[name] for name in sorted(_registry)}
