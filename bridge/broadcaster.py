@@ -82,8 +82,13 @@ class Broadcaster:
         events = [e for e in events if status[e.id] == "absent"]
         if not events:
             return
-        tx = Tx(self._ledger.chain_id, "vote", self._key.public, nonce,
-                Vote(tuple((e.type, e.body) for e in events)).encode()).sign_ed25519(self._key)
+        tx = Tx(
+            self._ledger.chain_id,
+            "vote",
+            self._key.public,
+            nonce,
+            Vote(tuple((e.type, e.body) for e in events)).encode(),
+        ).sign_ed25519(self._key)
         result = await self._submit(tx.encode())
         if not result.ok:
             log.warning("vote transaction rejected: %s", result.log)

@@ -31,19 +31,19 @@ class Writer:
         self._parts.append(struct.pack(">Q", v))
         return self
 
-    def bytes(self, v: bytes) -> Writer:
+    def blob(self, v: bytes) -> Writer:
         self._parts.append(struct.pack(">I", len(v)))
         self._parts.append(v)
         return self
 
-    def str(self, v: str) -> Writer:
-        return self.bytes(v.encode())
+    def text(self, v: str) -> Writer:
+        return self.blob(v.encode())
 
     def uint(self, v: int) -> Writer:
         """An unbounded non-negative integer: minimal big-endian bytes (0 is empty)."""
         if v < 0:
             raise ValueError("uint cannot be negative")
-        return self.bytes(v.to_bytes((v.bit_length() + 7) // 8, "big"))
+        return self.blob(v.to_bytes((v.bit_length() + 7) // 8, "big"))
 
     def raw(self, v: bytes) -> Writer:
         self._parts.append(v)
@@ -75,7 +75,7 @@ class Reader:
     def u64(self) -> int:
         return int(struct.unpack(">Q", self._take(8))[0])
 
-    def bytes(self, max_len: int | None = None) -> bytes:
+    def blob(self, max_len: int | None = None) -> bytes:
         n = self.u32()
         if max_len is not None and n > max_len:
             raise DecodeError(f"field of {n} bytes exceeds the limit of {max_len}")
@@ -84,14 +84,14 @@ class Reader:
     def fixed(self, n: int) -> bytes:
         return self._take(n)
 
-    def str(self, max_len: int | None = None) -> str:
+    def text(self, max_len: int | None = None) -> str:
         try:
-            return self.bytes(max_len).decode("utf-8", errors="strict")
+            return self.blob(max_len).decode("utf-8", errors="strict")
         except UnicodeDecodeError as exc:
             raise DecodeError("string is not valid UTF-8") from exc
 
     def uint(self, max_bytes: int = 32) -> int:
-        raw = self.bytes(max_bytes)
+        raw = self.blob(max_bytes)
         if raw[:1] == b"\x00":
             raise DecodeError("integer has a leading zero byte")
         return int.from_bytes(raw, "big")
@@ -103,4 +103,4 @@ class Reader:
 
 def event_id(event_type: str, body: bytes) -> bytes:
     """The id of an event and of the resolution it becomes: a hash of (type, body)."""
-    return hashlib.sha256(Writer().str(event_type).bytes(body).finish()).digest()
+    return hashlib.sha256(Writer().text(event_type).blob(body).finish()).digest()

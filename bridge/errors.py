@@ -1,9 +1,9 @@
 """The node's exceptions, all rooted at :class:`BridgeError`.
 
-    BridgeError
-     ├── ConfigError (ValueError)       a config key is missing or invalid
-     ├── DecodeError (ValueError)       bytes are not the canonical encoding of a value
-     └── TxError                        a transaction is rejected; carries a TxCode
+BridgeError
+ ├── ConfigError (ValueError)       a config key is missing or invalid
+ ├── DecodeError (ValueError)       bytes are not the canonical encoding of a value
+ └── TxError                        a transaction is rejected; carries a TxCode
 """
 
 from __future__ import annotations

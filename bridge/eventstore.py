@@ -96,7 +96,9 @@ class EventStore:
         await self._update("DELETE FROM events WHERE id IN ({})", ids)
 
     async def counts(self) -> dict[str, int]:
-        async with self._db.execute("SELECT state, COUNT(*) FROM events GROUP BY state ORDER BY state") as cur:
+        async with self._db.execute(
+            "SELECT state, COUNT(*) FROM events GROUP BY state ORDER BY state"
+        ) as cur:
             return {s: int(n) async for s, n in cur}
 
     async def _update(self, sql: str, ids: list[bytes], *args: object) -> None:

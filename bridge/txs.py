@@ -46,12 +46,18 @@ class Tx:
 
     def unsigned(self) -> bytes:
         return (
-            Writer().u8(VERSION).str(self.chain_id).str(self.type).bytes(self.signer)
-            .u64(self.nonce).bytes(self.payload).finish()
+            Writer()
+            .u8(VERSION)
+            .text(self.chain_id)
+            .text(self.type)
+            .blob(self.signer)
+            .u64(self.nonce)
+            .blob(self.payload)
+            .finish()
         )
 
     def encode(self) -> bytes:
-        return Writer().raw(self.unsigned()).bytes(self.signature).finish()
+        return Writer().raw(self.unsigned()).blob(self.signature).finish()
 
     def hash(self) -> bytes:
         return hashlib.sha256(self.encode()).digest()
@@ -64,7 +70,7 @@ class Tx:
             r = Reader(data)
             if (v := r.u8()) != VERSION:
                 raise DecodeError(f"unknown transaction version {v}")
-            tx = cls(r.str(128), r.str(32), r.bytes(32), r.u64(), r.bytes(), r.bytes(65))
+            tx = cls(r.text(128), r.text(32), r.blob(32), r.u64(), r.blob(), r.blob(65))
             r.done()
         except DecodeError as exc:
             raise TxError(TxCode.MALFORMED, f"malformed transaction: {exc}") from None
@@ -121,7 +127,7 @@ class Vote:
     def encode(self) -> bytes:
         w = Writer().u32(len(self.events))
         for event_type, body in self.events:
-            w.str(event_type).bytes(body)
+            w.text(event_type).blob(body)
         return w.finish()
 
 
@@ -131,7 +137,7 @@ class Transfer:
     amount: int
 
     def encode(self) -> bytes:
-        return Writer().bytes(self.to).uint(self.amount).finish()
+        return Writer().blob(self.to).uint(self.amount).finish()
 
 
 def decode_payload(tx: Tx) -> Any:
@@ -143,7 +149,7 @@ def decode_payload(tx: Tx) -> Any:
             n = r.u32()
             if n == 0 or n > MAX_VOTES_PER_TX:
                 raise DecodeError(f"a vote carries 1 to {MAX_VOTES_PER_TX} events, not {n}")
-            out = Vote(tuple((r.str(64), r.bytes(MAX_BODY_BYTES)) for _ in range(n)))
+            out = Vote(tuple((r.text(64), r.blob(MAX_BODY_BYTES)) for _ in range(n)))
         elif tx.type == "join":
             out = r.u64()
             if out == 0:
@@ -153,7 +159,7 @@ def decode_payload(tx: Tx) -> Any:
         elif tx.type == "leave":
             out = None
         else:  # transfer
-            to = r.bytes(32)
+            to = r.blob(32)
             if len(to) not in (20, 32):
                 raise DecodeError("transfer recipient must be 20 or 32 bytes")
             amount = r.uint()

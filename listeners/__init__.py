@@ -54,9 +54,9 @@ class EventStore(Protocol):
     def transaction(self) -> AbstractAsyncContextManager[EventStore]:
         """A store whose broadcasts and writes all land together, or not at all::
 
-            async with store.transaction() as tx:
-                await tx.broadcast("credit_account", body)
-                await tx.set(b"last_block", height)
+        async with store.transaction() as tx:
+            await tx.broadcast("credit_account", body)
+            await tx.set(b"last_block", height)
         """
 
 

@@ -137,7 +137,7 @@ class Ledger:
             await s.set_power(pubkey, power, 0)
         for account, balance in genesis.accounts:
             await s.set_balance(account, balance)
-        app_hash = block_hash(Writer().str(genesis.chain_id).uint(genesis.vote_fee).finish(), 0, s.log)
+        app_hash = block_hash(Writer().text(genesis.chain_id).uint(genesis.vote_fee).finish(), 0, s.log)
         await s.set_meta("chain_id", genesis.chain_id.encode())
         await s.set_meta("vote_fee", genesis.vote_fee.to_bytes(32, "big"))
         await s.set_meta("height", (0).to_bytes(8, "big"))
@@ -151,7 +151,9 @@ class Ledger:
     def _authenticate(self, raw: bytes) -> tuple[Tx, object]:
         tx = Tx.decode(raw)
         if tx.chain_id != self.chain_id:
-            raise TxError(TxCode.WRONG_CHAIN, f"transaction is for chain {tx.chain_id!r}, not {self.chain_id!r}")
+            raise TxError(
+                TxCode.WRONG_CHAIN, f"transaction is for chain {tx.chain_id!r}, not {self.chain_id!r}"
+            )
         if not tx.verify():
             raise TxError(TxCode.BAD_SIGNATURE, "signature does not match the signer")
         return tx, decode_payload(tx)
@@ -171,8 +173,10 @@ class Ledger:
             elif isinstance(payload, Transfer):
                 balance = await self.view.balance(account_id(tx.signer))
                 if balance < payload.amount:
-                    raise TxError(TxCode.INSUFFICIENT_BALANCE,
-                                  f"balance {balance} is less than the amount {payload.amount}")
+                    raise TxError(
+                        TxCode.INSUFFICIENT_BALANCE,
+                        f"balance {balance} is less than the amount {payload.amount}",
+                    )
             elif tx.type == "join" and (len(tx.signer) != 32 or tx.signer in self.validators):
                 raise TxError(TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet")
         except TxError as exc:
@@ -225,7 +229,8 @@ class Ledger:
         resolved = await self._end_block(ctx)
         after = await s.validators()
         updates = tuple(
-            (k, after.get(k, 0)) for k in sorted(before.keys() | after.keys())
+            (k, after.get(k, 0))
+            for k in sorted(before.keys() | after.keys())
             if before.get(k, 0) != after.get(k, 0)
         )
         app_hash = block_hash(self.app_hash, block.height, s.log)
@@ -315,7 +320,8 @@ class Ledger:
         voted = await s.voted_ids(ids, voter)
         new = [
             ResolutionRow(i, t, b, voter, ctx.height + get_resolution(t).expiration_period)
-            for i, (t, b) in zip(ids, events, strict=True) if i not in processed and i not in pending
+            for i, (t, b) in zip(ids, events, strict=True)
+            if i not in processed and i not in pending
         ]
         votes = [i for i in ids if i not in processed and i not in voted]
         if self.vote_fee and votes:
@@ -347,8 +353,11 @@ class Ledger:
         for rid, row in rows.items():
             approved = sum(validators.get(v, 0) for v in voters[rid])
             if passes(approved, total, registry[row.type].confirmation_threshold):
-                confirmed.append(Resolution(rid, row.type, row.body, row.proposer, row.expiration,
-                                            approved, tuple(voters[rid])))
+                confirmed.append(
+                    Resolution(
+                        rid, row.type, row.body, row.proposer, row.expiration, approved, tuple(voters[rid])
+                    )
+                )
         confirmed.sort(key=lambda r: (r.type, r.id))
 
         outcomes: list[tuple[bytes, str, str]] = []
@@ -359,8 +368,9 @@ class Ledger:
                     await registry[res.type].resolve(LedgerApp(s, res.type, ctx.height), res, ctx)
             except Exception as exc:  # a plug-in's failure must not stop the block
                 status, error = "failed", type(exc).__name__
-                log.warning("resolve of %s %s failed at height %d: %r",
-                            res.type, res.id.hex(), ctx.height, exc)
+                log.warning(
+                    "resolve of %s %s failed at height %d: %r", res.type, res.id.hex(), ctx.height, exc
+                )
             await self._refund(res.voters)
             outcomes.append((res.id, res.type, status))
             await s.mark_processed([(res.id, res.type, res.body, ctx.height, status, error)])
@@ -404,25 +414,47 @@ class Ledger:
         db, out = self._reader, []
         total = sum(self.validators.values())
         if status in (None, "pending"):
-            sql = ("SELECT r.id, r.type, r.body, r.proposer, r.expiration, COALESCE(SUM(v.power), 0), COUNT(v.pubkey)"
-                   " FROM resolutions r LEFT JOIN votes x ON x.resolution_id = r.id"
-                   " LEFT JOIN validators v ON v.pubkey = x.voter"
-                   " WHERE (? IS NULL OR r.type = ?) GROUP BY r.id ORDER BY r.expiration DESC, r.id LIMIT ?")
+            sql = (
+                "SELECT r.id, r.type, r.body, r.proposer, r.expiration,"
+                " COALESCE(SUM(v.power), 0), COUNT(v.pubkey)"
+                " FROM resolutions r LEFT JOIN votes x ON x.resolution_id = r.id"
+                " LEFT JOIN validators v ON v.pubkey = x.voter"
+                " WHERE (? IS NULL OR r.type = ?) GROUP BY r.id ORDER BY r.expiration DESC, r.id LIMIT ?"
+            )
             async with db.execute(sql, (type_, type_, limit)) as cur:
                 async for rid, t, body, proposer, exp, power, nvotes in cur:
                     need = required_power(total, registered_resolutions()[t].confirmation_threshold)
-                    out.append({"id": bytes(rid).hex(), "type": t, "status": "pending",
-                                "body": bytes(body).hex(), "proposer": bytes(proposer).hex(),
-                                "expiration_height": exp, "approved_power": power,
-                                "required_power": need, "votes": nvotes})
+                    out.append(
+                        {
+                            "id": bytes(rid).hex(),
+                            "type": t,
+                            "status": "pending",
+                            "body": bytes(body).hex(),
+                            "proposer": bytes(proposer).hex(),
+                            "expiration_height": exp,
+                            "approved_power": power,
+                            "required_power": need,
+                            "votes": nvotes,
+                        }
+                    )
         if status in (None, "confirmed", "failed"):
-            sql = ("SELECT id, type, body, height, status, error FROM processed"
-                   " WHERE (? IS NULL OR status = ?) AND (? IS NULL OR type = ?)"
-                   " ORDER BY height DESC, type, id LIMIT ?")
+            sql = (
+                "SELECT id, type, body, height, status, error FROM processed"
+                " WHERE (? IS NULL OR status = ?) AND (? IS NULL OR type = ?)"
+                " ORDER BY height DESC, type, id LIMIT ?"
+            )
             async with db.execute(sql, (status, status, type_, type_, limit)) as cur:
                 async for rid, t, body, height, st, err in cur:
-                    out.append({"id": bytes(rid).hex(), "type": t, "status": st, "body": bytes(body).hex(),
-                                "height": height, "error": err})
+                    out.append(
+                        {
+                            "id": bytes(rid).hex(),
+                            "type": t,
+                            "status": st,
+                            "body": bytes(body).hex(),
+                            "height": height,
+                            "error": err,
+                        }
+                    )
         return out[:limit]
 
     async def kv_items(self, namespace: str, limit: int = 100) -> list[tuple[bytes, bytes]]:

@@ -18,22 +18,22 @@ REMOVE = "validator_remove"
 
 def join_body(pubkey: bytes, power: int, nonce: int) -> bytes:
     # The candidate's nonce makes every request unique, so a node that left can join again.
-    return Writer().bytes(pubkey).u64(power).u64(nonce).finish()
+    return Writer().blob(pubkey).u64(power).u64(nonce).finish()
 
 
 def remove_body(pubkey: bytes, since: int) -> bytes:
     # The height the validator joined at: one removal per tenure.
-    return Writer().bytes(pubkey).u64(since).finish()
+    return Writer().blob(pubkey).u64(since).finish()
 
 
 async def _join(app: App, resolution: Resolution, block: BlockContext) -> None:
     r = Reader(resolution.body)
-    pubkey, power = r.bytes(32), r.u64()
+    pubkey, power = r.blob(32), r.u64()
     await app.set_validator_power(pubkey, power)
 
 
 async def _remove(app: App, resolution: Resolution, block: BlockContext) -> None:
-    await app.set_validator_power(Reader(resolution.body).bytes(32), 0)
+    await app.set_validator_power(Reader(resolution.body).blob(32), 0)
 
 
 register_resolution(JOIN, ResolutionConfig(resolve=_join, confirmation_threshold=Fraction(2, 3)))

@@ -53,10 +53,10 @@ Entry = tuple[str, bytes, bytes | None]  # (table, key, new value or None for a 
 
 
 def block_hash(prev: bytes, height: int, log: Iterable[Entry]) -> bytes:
-    h = hashlib.sha256(Writer().bytes(prev).u64(height).finish())
+    h = hashlib.sha256(Writer().blob(prev).u64(height).finish())
     for table, key, value in log:
-        w = Writer().str(table).bytes(key)
-        h.update((w.u8(0) if value is None else w.u8(1).bytes(value)).finish())
+        w = Writer().text(table).blob(key)
+        h.update((w.u8(0) if value is None else w.u8(1).blob(value)).finish())
     return h.digest()
 
 
@@ -186,7 +186,10 @@ class State:
     async def resolutions(self, ids: list[bytes]) -> dict[bytes, ResolutionRow]:
         out: dict[bytes, ResolutionRow] = {}
         for part in chunks(ids):
-            sql = f"SELECT id, type, body, proposer, expiration FROM resolutions WHERE id IN ({marks(len(part))})"
+            sql = (
+                "SELECT id, type, body, proposer, expiration FROM resolutions"
+                f" WHERE id IN ({marks(len(part))})"
+            )
             async with self.db.execute(sql, part) as cur:
                 async for i, t, b, p, e in cur:
                     out[bytes(i)] = ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
@@ -195,16 +198,20 @@ class State:
     async def voters(self, ids: list[bytes]) -> dict[bytes, list[bytes]]:
         out: dict[bytes, list[bytes]] = {i: [] for i in ids}
         for part in chunks(ids):
-            sql = (f"SELECT resolution_id, voter FROM votes WHERE resolution_id IN ({marks(len(part))})"
-                   " ORDER BY resolution_id, voter")
+            sql = (
+                f"SELECT resolution_id, voter FROM votes WHERE resolution_id IN ({marks(len(part))})"
+                " ORDER BY resolution_id, voter"
+            )
             async with self.db.execute(sql, part) as cur:
                 async for rid, voter in cur:
                     out[bytes(rid)].append(bytes(voter))
         return out
 
     async def expired(self, height: int) -> list[ResolutionRow]:
-        sql = ("SELECT id, type, body, proposer, expiration FROM resolutions WHERE expiration <= ?"
-               " ORDER BY type, id")
+        sql = (
+            "SELECT id, type, body, proposer, expiration FROM resolutions WHERE expiration <= ?"
+            " ORDER BY type, id"
+        )
         async with self.db.execute(sql, (height,)) as cur:
             return [ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e)) async for i, t, b, p, e in cur]
 
@@ -214,7 +221,11 @@ class State:
             [(r.id, r.type, r.body, r.proposer, r.expiration) for r in rows],
         )
         self.log.extend(
-            ("resolutions", r.id, Writer().str(r.type).bytes(r.body).bytes(r.proposer).u64(r.expiration).finish())
+            (
+                "resolutions",
+                r.id,
+                Writer().text(r.type).blob(r.body).blob(r.proposer).u64(r.expiration).finish(),
+            )
             for r in rows
         )
 
@@ -232,9 +243,7 @@ class State:
     async def mark_processed(self, rows: list[tuple[bytes, str, bytes, int, str, str]]) -> None:
         """Rows of (id, type, body, height, status, error)."""
         await self.db.executemany("INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?)", rows)
-        self.log.extend(
-            ("processed", r[0], Writer().u64(r[3]).str(r[4]).str(r[5]).finish()) for r in rows
-        )
+        self.log.extend(("processed", r[0], Writer().u64(r[3]).text(r[4]).text(r[5]).finish()) for r in rows)
 
     # -- key-value state of resolution types -- #
 
@@ -246,8 +255,8 @@ class State:
 
     async def kv_set(self, namespace: str, key: bytes, value: bytes) -> None:
         await self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (namespace, key, value))
-        self.log.append(("kv", Writer().str(namespace).bytes(key).finish(), value))
+        self.log.append(("kv", Writer().text(namespace).blob(key).finish(), value))
 
     async def kv_delete(self, namespace: str, key: bytes) -> None:
         await self.db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
-        self.log.append(("kv", Writer().str(namespace).bytes(key).finish(), None))
+        self.log.append(("kv", Writer().text(namespace).blob(key).finish(), None))

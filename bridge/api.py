@@ -1,0 +1,192 @@
+"""The node's HTTP API (aiohttp). Every error is JSON: ``{"error": "..."}`` with a 4xx code
+for bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bridge.errors import TxError
+from bridge.keys import parse_account
+from bridge.txs import MAX_TX_BYTES, Tx
+
+if TYPE_CHECKING:
+    from bridge.node import Node
+
+NODE: web.AppKey[Node] = web.AppKey("node")
+STATUSES = ("pending", "confirmed", "failed")
+routes = web.RouteTableDef()
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(
+            exc.status, exc.text if exc.text and exc.content_type == "application/json" else exc.reason
+        )
+
+
+def _bad(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=message, content_type="application/json")
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"query parameter {name!r} must be an integer") from None
+    if not lo <= value <= hi:
+        raise _bad(f"query parameter {name!r} must be between {lo} and {hi}")
+    return value
+
+
+def _text(b: bytes) -> str:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return "0x" + b.hex()
+
+
+def readiness(node: Node) -> list[str]:
+    """Reasons the node is not ready; empty when it is."""
+    problems = []
+    if not node.engine.caught_up:
+        problems.append("catching_up")
+    problems += [
+        f"listener_{state}:{name}"
+        for name, state in node.supervisor.states.items()
+        if state in ("failed", "restarting")
+    ]
+    return problems
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    problems = readiness(request.app[NODE])
+    return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[NODE].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@routes.get("/v1/status")
+async def status(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    ledger = node.ledger
+    return web.json_response(
+        {
+            "chain_id": ledger.chain_id,
+            "height": ledger.height,
+            "app_hash": ledger.app_hash.hex(),
+            "node_id": node.key.public.hex(),
+            "validator": node.is_validator,
+            "power": ledger.validators.get(node.key.public, 0),
+            "caught_up": node.engine.caught_up,
+            "engine": node.settings.node.engine,
+            "listeners": {
+                name: {"state": state, "restarts": node.supervisor.restarts[name]}
+                for name, state in node.supervisor.states.items()
+            },
+            "events": await node.store.counts(),
+            "mempool": len(node.engine.mempool),
+        }
+    )
+
+
+@routes.get("/v1/accounts/{address}")
+async def account(request: web.Request) -> web.Response:
+    try:
+        address = parse_account(request.match_info["address"])
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    ledger = request.app[NODE].ledger
+    return web.json_response(
+        {
+            "address": address,
+            "balance": str(await ledger.balance(address)),
+            "nonce": await ledger.nonce(bytes.fromhex(address[2:])),
+        }
+    )
+
+
+@routes.get("/v1/resolutions")
+async def resolutions(request: web.Request) -> web.Response:
+    status_ = request.query.get("status")
+    if status_ is not None and status_ not in STATUSES:
+        raise _bad(f"query parameter 'status' must be one of {', '.join(STATUSES)}")
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    items = await request.app[NODE].ledger.list_resolutions(status_, request.query.get("type"), limit)
+    return web.json_response({"resolutions": items})
+
+
+@routes.get("/v1/validators")
+async def validators(request: web.Request) -> web.Response:
+    ledger = request.app[NODE].ledger
+    return web.json_response(
+        {"validators": [{"pubkey": k.hex(), "power": p} for k, p in sorted(ledger.validators.items())]}
+    )
+
+
+@routes.get("/v1/kv/{namespace}")
+async def kv(request: web.Request) -> web.Response:
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    items = await request.app[NODE].ledger.kv_items(request.match_info["namespace"], limit)
+    return web.json_response({"entries": [{"key": _text(k), "value": _text(v)} for k, v in items]})
+
+
+@routes.post("/v1/tx")
+async def submit(request: web.Request) -> web.Response:
+    if request.content_length is not None and request.content_length > 2 * MAX_TX_BYTES + 64:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=2 * MAX_TX_BYTES + 64, actual_size=request.content_length
+        )
+    try:
+        body: Any = json.loads(await request.read())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _bad('body must be JSON: {"tx": "0x<hex>"}') from None
+    if not isinstance(body, dict) or not isinstance(body.get("tx"), str):
+        raise _bad("field 'tx' is required: the hex-encoded signed transaction")
+    try:
+        raw = bytes.fromhex(body["tx"].removeprefix("0x"))
+    except ValueError:
+        raise _bad("field 'tx' is not valid hex") from None
+    try:
+        tx_hash = Tx.decode(raw).hash().hex()
+    except TxError as exc:
+        return web.json_response({"error": str(exc), "code": int(exc.code)}, status=400)
+    result = await request.app[NODE].engine.submit(raw)
+    if not result.ok:
+        return web.json_response({"error": result.log, "code": int(result.code), "hash": tx_hash}, status=400)
+    return web.json_response({"hash": tx_hash, "code": 0})
+
+
+def create_app(node: Node) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=2 * MAX_TX_BYTES + 1024)
+    app[NODE] = node
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,158 @@
+"""The composition root: builds a node's parts from its home folder and runs them.
+
+Data flows one way: listeners -> event store -> broadcaster -> engine -> ledger ->
+resolutions. After every committed block the node settles votes, updates metrics and tells
+the supervisor whether listeners should run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from bridge import api
+from bridge.broadcaster import Broadcaster
+from bridge.config import DATA_DIR, GENESIS_FILE, KEY_FILE, Settings, load_config
+from bridge.engines.solo import SoloEngine
+from bridge.errors import ConfigError
+from bridge.eventstore import EventStore
+from bridge.extensions import load_extensions
+from bridge.keys import NodeKey
+from bridge.ledger import BlockResult, Genesis, Ledger
+from bridge.metrics import Metrics
+from bridge.supervisor import Supervisor
+from listeners import Service, registered_listeners
+
+log = logging.getLogger("bridge.node")
+
+
+class Node:
+    def __init__(self, home: Path, settings: Settings, genesis: Genesis, key: NodeKey) -> None:
+        self.home, self.settings, self.genesis, self.key = home, settings, genesis, key
+        self.metrics = Metrics()
+        self.fatal: tuple[str, BaseException] | None = None
+        self._stop = asyncio.Event()
+        self.api_url = ""
+
+    @classmethod
+    def from_home(cls, home: Path) -> Node:
+        return cls(home, load_config(home), Genesis.load(home / GENESIS_FILE), NodeKey.load(home / KEY_FILE))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _on_fatal(self, name: str, exc: BaseException) -> None:
+        self.fatal = (name, exc)
+        self._stop.set()
+
+    def _service(self, name: str) -> Service:
+        return Service(
+            name=name,
+            logger=logging.getLogger(f"listeners.{name}"),
+            extension_configs=self.settings.app.extensions,
+            identity=self.key.public,
+            chain_id=self.ledger.chain_id,
+        )
+
+    @property
+    def is_validator(self) -> bool:
+        return self.key.public in self.ledger.validators
+
+    async def _after_commit(self, result: BlockResult) -> None:
+        m = self.metrics
+        m.height.set(self.ledger.height)
+        for r in result.tx_results:
+            m.txs.labels(code=r.code.name).inc()
+        for _, rtype, status in result.resolved:
+            m.resolutions.labels(type=rtype, status=status).inc()
+        m.validator_power.set(self.ledger.validators.get(self.key.public, 0))
+        sent = self.broadcaster.votes_sent
+        await self.broadcaster.on_commit()
+        m.votes_sent.inc(self.broadcaster.votes_sent - sent)
+        for state, n in (await self.store.counts()).items():
+            m.events.labels(state=state).set(n)
+        await self.supervisor.update(self.is_validator and self.engine.caught_up)
+        for name, state in self.supervisor.states.items():
+            m.listener_up.labels(listener=name).set(state == "running")
+
+    async def run(self) -> int:
+        """Run until :meth:`stop` or a fatal listener error; returns the exit code."""
+        load_extensions()
+        data = self.home / DATA_DIR
+        s = self.settings
+        self.ledger = await Ledger.open(data / "ledger.sqlite")
+        self.store = await EventStore.open(data / "events.sqlite")
+        runner: web.AppRunner | None = None
+        engine_task: asyncio.Task[None] | None = None
+        try:
+            if self.ledger.chain_id and self.ledger.chain_id != self.genesis.chain_id:
+                raise ConfigError(
+                    f"data in {data} belongs to chain {self.ledger.chain_id!r}, "
+                    f"but genesis says {self.genesis.chain_id!r}"
+                )
+            await self.ledger.init_chain(self.genesis)
+            self.engine = SoloEngine(
+                self.ledger,
+                self.key,
+                block_interval=s.node.block_interval,
+                max_block_bytes=s.node.max_block_bytes,
+            )
+            self.broadcaster = Broadcaster(
+                self.store,
+                self.ledger,
+                self.engine.submit,
+                self.key,
+                max_votes_per_tx=s.broadcaster.max_votes_per_tx,
+                resend_timeout=s.broadcaster.resend_timeout,
+            )
+            self.supervisor = Supervisor(
+                registered_listeners(),
+                self.store,
+                self._service,
+                restart_policy=s.listeners.restart_policy,
+                restart_max_delay=s.listeners.restart_max_delay,
+                on_fatal=self._on_fatal,
+            )
+            await self.broadcaster.start()
+            self.engine.on_commit.append(self._after_commit)
+
+            runner = web.AppRunner(api.create_app(self), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, s.api.host, s.api.port)
+            await site.start()
+            port = runner.addresses[0][1]
+            self.api_url = f"http://{s.api.host}:{port}"
+            log.info(
+                "node %s on chain %r at height %d; API on %s",
+                self.key.public.hex()[:12],
+                self.ledger.chain_id,
+                self.ledger.height,
+                self.api_url,
+            )
+
+            await self.supervisor.update(self.is_validator and self.engine.caught_up)
+            engine_task = asyncio.create_task(self.engine.run(), name="engine")
+            stop_task = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({engine_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+            if engine_task.done() and (exc := engine_task.exception()) is not None:
+                log.error("engine failed: %r", exc, exc_info=exc)
+                return 1
+            if self.fatal:
+                log.error("stopping: listener %s failed: %s", self.fatal[0], self.fatal[1])
+                return 1
+            log.info("shutting down")
+            return 0
+        finally:
+            if hasattr(self, "supervisor"):
+                await self.supervisor.stop()
+            if engine_task is not None:
+                engine_task.cancel()
+                await asyncio.gather(engine_task, return_exceptions=True)
+            if runner is not None:
+                await runner.cleanup()
+            await self.store.close()
+            await self.ledger.close()
