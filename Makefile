@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test test-unit lint typecheck e2e clean
 
-install: $(STAMP)
+include contracts.mk
+
+install: $(STAMP) node-tools
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)

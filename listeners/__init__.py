@@ -24,6 +24,7 @@ from typing import Any, Protocol, overload
 __all__ = [
     "EventStore",
     "ListenFunc",
+    "ListenerStatus",
     "Service",
     "get_listener",
     "register_listener",
@@ -60,6 +61,33 @@ class EventStore(Protocol):
         """
 
 
+class ListenerStatus:
+    """What a listener tells the operator: counters (exported to ``/metrics`` as
+    ``bridge_listener_events_total{listener, event}``), free-form progress fields (shown in
+    ``/v1/status``) and problems (listed by ``/ready``, which answers 503 while any is set).
+    The node keeps one per listener across restarts."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+        self.info: dict[str, Any] = {}
+        self.problems: set[str] = set()
+
+    def count(self, event: str, n: int = 1) -> None:
+        """Add ``n`` to the counter named ``event`` (e.g. ``"rpc_errors"``)."""
+        self.counters[event] = self.counters.get(event, 0) + n
+
+    def report(self, **fields: Any) -> None:
+        """Set progress fields, e.g. ``report(last_block=123, blocks_left=4000)``."""
+        self.info.update(fields)
+
+    def problem(self, name: str, active: bool = True) -> None:
+        """Raise (or with ``active=False`` clear) a readiness problem such as ``"rpc_unavailable"``."""
+        if active:
+            self.problems.add(name)
+        else:
+            self.problems.discard(name)
+
+
 @dataclass(frozen=True)
 class Service:
     """What the node hands a listener besides its store."""
@@ -70,7 +98,7 @@ class Service:
     extension_configs: Mapping[str, Mapping[str, Any]]
     identity: bytes  # this node's ed25519 public key
     chain_id: str  # the ledger's chain id
-    extra: Mapping[str, Any] = field(default_factory=dict)  # room to grow without new args
+    status: ListenerStatus = field(default_factory=ListenerStatus)
 
     @property
     def config(self) -> Mapping[str, Any] | None:

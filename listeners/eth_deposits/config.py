@@ -1,0 +1,69 @@
+"""The ``[app.extensions.eth_deposits]`` table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from eth_utils.address import is_hex_address, to_checksum_address
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class EthDepositsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # JSON-RPC endpoints, http(s) or ws(s). Several mean failover, in order.
+    rpc_url: tuple[str, ...]
+    # The BridgeEscrow contract whose Deposit events are credited.
+    contract_address: str
+    # The chain id the endpoints must serve; checked at start.
+    chain_id: int = Field(gt=0)
+    # First block to scan when the listener has no progress stored (the escrow's deployment block).
+    starting_height: int = Field(0, ge=0)
+    # What counts as safe to vote on: `required_confirmations` blocks behind the head, or
+    # the chain's own "safe" / "finalized" block.
+    finality: Literal["confirmations", "safe", "finalized"] = "confirmations"
+    required_confirmations: int = Field(12, ge=0)
+    # Blocks per eth_getLogs request at start; refusals halve it, successes grow it back.
+    block_sync_chunk_size: int = Field(2000, ge=1)
+    max_chunk_size: int = Field(100_000, ge=1)
+    # Seconds between polls once caught up.
+    poll_interval: float = Field(2.0, gt=0)
+    # Seconds before one JSON-RPC request is abandoned (and retried).
+    request_timeout: float = Field(30.0, gt=0)
+
+    @field_validator("rpc_url", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        urls = [value] if isinstance(value, str) else value
+        if not isinstance(urls, list | tuple) or not urls:
+            raise ValueError("must be a URL or a non-empty list of URLs")
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://", "ws://", "wss://")):
+                raise ValueError(f"{url!r} is not an http(s):// or ws(s):// URL")
+        return tuple(urls)
+
+    @field_validator("contract_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not is_hex_address(value):
+            raise ValueError(f"{value!r} is not a 0x-prefixed 20-byte hex address")
+        return to_checksum_address(value)
+
+    @model_validator(mode="after")
+    def _chunks(self) -> EthDepositsConfig:
+        if self.max_chunk_size < self.block_sync_chunk_size:
+            raise ValueError("max_chunk_size must be at least block_sync_chunk_size")
+        return self
+
+    @classmethod
+    def parse(cls, table: Mapping[str, Any], prefix: str) -> EthDepositsConfig:
+        """Validate a config table; errors name the full key, e.g. ``<prefix>.chain_id``."""
+        try:
+            return cls.model_validate(dict(table))
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join([prefix, *map(str, e['loc'])]) if e['loc'] else prefix}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ValueError(problems) from None

@@ -1,0 +1,192 @@
+"""The scan loop: from the last stored block up to the safety point, chunk by chunk.
+
+Each chunk's deposits, the chunk's last block and that block's hash are stored in one
+event-store transaction, so a crash anywhere resumes exactly after the last stored chunk
+and broadcasts nothing twice (broadcast is idempotent anyway). On every pass the stored
+hash is checked against the chain: a mismatch is a reorg deeper than the safety point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+from listeners import EventStore, Service
+from listeners.eth_deposits.config import EthDepositsConfig
+from listeners.eth_deposits.ethereum import EthClient, RangeTooLarge
+from resolutions.credit import CREDIT_ACCOUNT, Deposit
+
+DEPOSIT_TOPIC = "0x" + keccak(text="Deposit(uint256,address,address,uint256)").hex()
+_LAST_BLOCK, _LAST_HASH, _CHECKPOINTS = b"last_block", b"last_hash", b"checkpoints"
+_MAX_CHECKPOINTS = 64  # chunk ends remembered to find the last common block after a deep reorg
+_PROGRESS_EVERY = 5.0  # seconds between progress lines in the log
+
+
+def decode_log(log: dict[str, Any], chain_id: int, escrow: str) -> Deposit | None:
+    """The deposit a raw log describes, or None if it is not one of the escrow's Deposit logs."""
+    topics = log.get("topics") or []
+    if (
+        len(topics) != 4
+        or topics[0].lower() != DEPOSIT_TOPIC
+        or str(log.get("address", "")).lower() != escrow.lower()
+        or log.get("removed")
+    ):
+        return None
+    return Deposit(
+        chain_id=chain_id,
+        escrow=escrow,
+        nonce=int(topics[1], 16),
+        tx_hash=bytes.fromhex(log["transactionHash"][2:]),
+        log_index=int(log["logIndex"], 16),
+        block_number=int(log["blockNumber"], 16),
+        sender=to_checksum_address("0x" + topics[2][-40:]),
+        recipient=to_checksum_address("0x" + topics[3][-40:]),
+        amount=int(log["data"], 16),
+    )
+
+
+class Scanner:
+    def __init__(self, service: Service, store: EventStore, config: EthDepositsConfig, client: EthClient):
+        self.service, self.store, self.config, self.client = service, store, config, client
+        self.log, self.status = service.logger, service.status
+        self.chunk = config.block_sync_chunk_size
+        self.last_block = config.starting_height - 1
+        self.last_hash = b""
+        self.checkpoints: list[tuple[int, str]] = []
+        self._last_progress = 0.0
+        self._rate_mark: tuple[float, int] | None = None
+
+    async def load(self) -> None:
+        raw = await self.store.get(_LAST_BLOCK)
+        if raw is not None:
+            self.last_block = int.from_bytes(raw, "big")
+            self.last_hash = await self.store.get(_LAST_HASH) or b""
+            saved = json.loads(await self.store.get(_CHECKPOINTS) or b"[]")
+            self.checkpoints = [(int(n), str(h)) for n, h in saved]
+            self.log.info("resuming after block %d", self.last_block)
+
+    async def check_chain(self) -> None:
+        """Fatal mismatches of configuration; transient RPC trouble is retried inside."""
+        prefix = f"app.extensions.{self.service.name}"
+        served = await self.client.chain_id()
+        if served != self.config.chain_id:
+            raise ValueError(
+                f"{prefix}.chain_id: the RPC endpoint serves chain {served}, not {self.config.chain_id}"
+            )
+        if not await self.client.code(self.config.contract_address):
+            raise ValueError(
+                f"{prefix}.contract_address: no contract code at {self.config.contract_address} "
+                f"on chain {served}"
+            )
+
+    async def safety_point(self) -> int:
+        if self.config.finality == "confirmations":
+            return await self.client.block_number() - self.config.required_confirmations
+        block = await self.client.block(self.config.finality)
+        return -1 if block is None else block[0]
+
+    async def verify_progress(self) -> None:
+        """Rewind to the last common block if the stored one is no longer canonical."""
+        if not self.last_hash:
+            return
+        block = await self.client.block(self.last_block)
+        if block is not None and block[1] == self.last_hash:
+            return
+        self.status.count("reorgs_beyond_safety")
+        self.status.problem("reorg_beyond_safety")
+        rewind_to = self.config.starting_height - 1
+        for number, hash_hex in reversed(self.checkpoints[:-1]):
+            found = await self.client.block(number)
+            if found is not None and found[1].hex() == hash_hex:
+                rewind_to = number
+                break
+        self.log.error(
+            "block %d is no longer canonical (a reorg deeper than the safety point); rescanning after %d",
+            self.last_block,
+            rewind_to,
+        )
+        self.checkpoints = [c for c in self.checkpoints if c[0] <= rewind_to]
+        block = await self.client.block(rewind_to) if rewind_to >= 0 else None
+        async with self.store.transaction() as tx:
+            await self._save(tx, rewind_to, block[1] if block else b"")
+
+    async def _save(self, store: EventStore, block: int, block_hash: bytes) -> None:
+        self.last_block, self.last_hash = block, block_hash
+        if block < 0:
+            await store.delete(_LAST_BLOCK)
+        else:
+            await store.set(_LAST_BLOCK, block.to_bytes(8, "big"))
+        await store.set(_LAST_HASH, block_hash)
+        await store.set(_CHECKPOINTS, json.dumps(self.checkpoints).encode())
+
+    async def scan_chunk(self, safe: int) -> None:
+        start = self.last_block + 1
+        end = min(start + self.chunk - 1, safe)
+        try:
+            logs = await self.client.logs(self.config.contract_address, DEPOSIT_TOPIC, start, end)
+        except RangeTooLarge as exc:
+            previous = self.chunk
+            if exc.suggested and exc.suggested[0] == start and exc.suggested[1] >= start:
+                self.chunk = exc.suggested[1] - start + 1
+            else:
+                self.chunk = max(1, (end - start + 1) // 2)
+            self.status.count("range_refusals")
+            self.log.info(
+                "provider refused %d blocks (%s); chunk %d -> %d", end - start + 1, exc, previous, self.chunk
+            )
+            return
+        block = await self.client.block(end)
+        if block is None:
+            return  # the endpoint lags behind its own head: try again next pass
+        deposits = [
+            d
+            for d in (decode_log(log, self.config.chain_id, self.config.contract_address) for log in logs)
+            if d
+        ]
+        self.checkpoints = [*self.checkpoints, (end, block[1].hex())][-_MAX_CHECKPOINTS:]
+        async with self.store.transaction() as tx:
+            for deposit in deposits:
+                await tx.broadcast(CREDIT_ACCOUNT, deposit.encode())
+            await self._save(tx, end, block[1])
+        self.status.count("deposits_seen", len(deposits))
+        self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
+        self._progress(safe)
+
+    def _progress(self, safe: int) -> None:
+        now = time.monotonic()
+        if self._rate_mark is None:
+            self._rate_mark = (now, self.last_block)
+        left = max(0, safe - self.last_block)
+        elapsed = now - self._rate_mark[0]
+        rate = (self.last_block - self._rate_mark[1]) / elapsed if elapsed > 0 else 0.0
+        self.status.report(
+            last_block=self.last_block,
+            safe_block=safe,
+            blocks_left=left,
+            chunk_size=self.chunk,
+            blocks_per_second=round(rate, 1),
+            eta_seconds=round(left / rate) if rate > 0 else None,
+        )
+        if now - self._last_progress >= _PROGRESS_EVERY and left:
+            self._last_progress = now
+            self.log.info("backfill at block %d, %d left (%.0f blocks/s)", self.last_block, left, rate)
+        if elapsed > 30:
+            self._rate_mark = (now, self.last_block)
+
+    async def run(self) -> None:
+        await self.check_chain()
+        await self.load()
+        while True:
+            await self.verify_progress()
+            safe = await self.safety_point()
+            if self.last_block < safe:
+                await self.scan_chunk(safe)
+                continue
+            self.status.problem("reorg_beyond_safety", active=False)
+            self._progress(safe)
+            await asyncio.sleep(self.config.poll_interval)

@@ -1,0 +1,176 @@
+"""JSON-RPC access to Ethereum for the deposit listener: raw requests through web3's
+providers, failover across endpoints, and errors sorted into "retry later" and "ask for a
+smaller range"."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import aiohttp
+import backoff
+from web3 import AsyncHTTPProvider, WebSocketProvider
+from web3.providers.async_base import AsyncBaseProvider
+
+from listeners import ListenerStatus
+
+# Messages providers use to refuse an eth_getLogs range (Infura, Alchemy, QuickNode, Ankr,
+# Chainstack, geth, anvil...); code -32005 is Infura's "limit exceeded".
+_RANGE_REFUSAL = re.compile(
+    r"more than \d+ results|block range|range (is )?too (large|wide|big)|too many (blocks|results|logs)"
+    r"|limited to a|exceed(s|ed)? .*(limit|max)|response size|query timeout|log response size",
+    re.IGNORECASE,
+)
+_SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
+
+
+class TransientError(Exception):
+    """Raised when a request failed in a way that retrying later can fix."""
+
+
+class RangeTooLarge(Exception):
+    """Raised when a provider refuses an eth_getLogs range; ``suggested`` is the range it
+    proposed, if any."""
+
+    def __init__(self, message: str, suggested: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.suggested = suggested
+
+
+def _range_refusal(message: str) -> RangeTooLarge:
+    match = _SUGGESTED.search(message)
+    suggested = (int(match.group(1), 16), int(match.group(2), 16)) if match else None
+    return RangeTooLarge(message, suggested)
+
+
+class EthClient:
+    """A list of endpoints used in order; a failing one hands over to the next."""
+
+    def __init__(self, urls: tuple[str, ...], timeout: float, status: ListenerStatus, log: logging.Logger):
+        self.urls, self.timeout, self.status, self.log = urls, timeout, status, log
+        self._providers: list[AsyncBaseProvider | None] = [None] * len(urls)
+        self._current = 0
+
+    async def close(self) -> None:
+        for provider in self._providers:
+            if isinstance(provider, WebSocketProvider):
+                await provider.disconnect()
+            elif isinstance(provider, AsyncHTTPProvider):
+                await provider.disconnect()
+        self._providers = [None] * len(self.urls)
+
+    async def _provider(self, i: int) -> AsyncBaseProvider:
+        provider = self._providers[i]
+        if provider is None:
+            url = self.urls[i]
+            if url.startswith("ws"):
+                ws = WebSocketProvider(url, request_timeout=self.timeout, max_connection_retries=1)
+                await ws.connect()
+                provider = ws
+            else:
+                # Retries are ours (with backoff and failover), not the provider's.
+                provider = AsyncHTTPProvider(
+                    url,
+                    request_kwargs={"timeout": aiohttp.ClientTimeout(total=self.timeout)},
+                    exception_retry_configuration=None,
+                )
+            self._providers[i] = provider
+        return provider
+
+    async def _once(self, method: str, params: list[Any]) -> Any:
+        """One attempt on the current endpoint; moves to the next one on a transient error."""
+        i = self._current
+        try:
+            provider = await self._provider(i)
+            response: Any = await asyncio.wait_for(provider.make_request(method, params), self.timeout)  # type: ignore[arg-type]
+        except aiohttp.ClientResponseError as exc:
+            if exc.status == 413:
+                raise RangeTooLarge(f"HTTP 413 from {self.urls[i]}") from None
+            if exc.status == 429:
+                await self._retry_after(exc)
+            self._fail_over(i)
+            raise TransientError(f"HTTP {exc.status} from {self.urls[i]}") from None
+        except (aiohttp.ClientError, TimeoutError, ConnectionError, OSError, ValueError) as exc:
+            # Disconnects, timeouts, malformed or truncated bodies.
+            self._fail_over(i)
+            if isinstance(self._providers[i], WebSocketProvider):
+                self._providers[i] = None  # reconnect next time
+            raise TransientError(f"{type(exc).__name__} from {self.urls[i]}: {exc}") from None
+        if not isinstance(response, dict):
+            self._fail_over(i)
+            raise TransientError(f"malformed JSON-RPC response from {self.urls[i]}")
+        if "error" in response:
+            error = response["error"] if isinstance(response["error"], dict) else {}
+            message = str(error.get("message", response["error"]))
+            if method == "eth_getLogs" and (error.get("code") == -32005 or _RANGE_REFUSAL.search(message)):
+                raise _range_refusal(message)
+            self._fail_over(i)
+            raise TransientError(f"JSON-RPC error from {self.urls[i]}: {message}")
+        if "result" not in response or (method == "eth_getLogs" and not isinstance(response["result"], list)):
+            self._fail_over(i)
+            raise TransientError(f"JSON-RPC response without a valid result from {self.urls[i]}")
+        return response["result"]
+
+    def _fail_over(self, i: int) -> None:
+        if len(self.urls) > 1 and self._current == i:
+            self._current = (i + 1) % len(self.urls)
+            self.log.warning("switching RPC endpoint to %s", self.urls[self._current])
+
+    @staticmethod
+    async def _retry_after(exc: aiohttp.ClientResponseError) -> None:
+        value = exc.headers.get("Retry-After", "") if exc.headers else ""
+        if value.isdigit():
+            await asyncio.sleep(min(int(value), 60))
+
+    def _on_backoff(self, details: Any) -> None:
+        self.status.count("rpc_errors")
+        self.status.problem("rpc_unavailable")
+        if details["tries"] in (1, 5) or details["tries"] % 20 == 0:
+            self.log.warning(
+                "RPC request failed (attempt %d), retrying: %s", details["tries"], details["exception"]
+            )
+
+    async def request(self, method: str, params: list[Any]) -> Any:
+        """Retried forever with capped, jittered exponential backoff; only a range refusal
+        (for eth_getLogs) comes back to the caller."""
+        call = backoff.on_exception(
+            backoff.expo,
+            TransientError,
+            max_value=30,
+            jitter=backoff.full_jitter,
+            on_backoff=self._on_backoff,
+        )(self._once)
+        result = await call(method, params)
+        self.status.problem("rpc_unavailable", active=False)
+        return result
+
+    # -- typed helpers -- #
+
+    async def chain_id(self) -> int:
+        return int(await self.request("eth_chainId", []), 16)
+
+    async def block_number(self) -> int:
+        return int(await self.request("eth_blockNumber", []), 16)
+
+    async def block(self, tag: int | str) -> tuple[int, bytes] | None:
+        """(number, hash) of a block by number or tag; None if the node does not have it."""
+        ident = hex(tag) if isinstance(tag, int) else tag
+        block = await self.request("eth_getBlockByNumber", [ident, False])
+        if block is None:
+            return None
+        return int(block["number"], 16), bytes.fromhex(block["hash"][2:])
+
+    async def code(self, address: str) -> bytes:
+        return bytes.fromhex((await self.request("eth_getCode", [address, "latest"]))[2:])
+
+    async def logs(self, address: str, topic: str, from_block: int, to_block: int) -> list[dict[str, Any]]:
+        params = {
+            "address": address,
+            "topics": [topic],
+            "fromBlock": hex(from_block),
+            "toBlock": hex(to_block),
+        }
+        result: list[dict[str, Any]] = await self.request("eth_getLogs", [params])
+        return result
