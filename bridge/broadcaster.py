@@ -79,6 +79,8 @@ class Broadcaster:
         status = await self._ledger.vote_status([e.id for e in events], self._key.public)
         done = [e.id for e in events if status[e.id] == "processed"]
         await self._store.remove(done)
+        # Already in the ledger (it landed just before a restart): track it, do not resend.
+        await self._store.set_state([e.id for e in events if status[e.id] == "voted"], VOTED)
         events = [e for e in events if status[e.id] == "absent"]
         if not events:
             return

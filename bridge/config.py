@@ -79,8 +79,13 @@ def load_config(home: Path) -> Settings:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist (run `bridge init --home {home}`)") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8 only
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path} cannot be read: {exc}") from None
+    # pydantic-settings reads ``_env_prefix`` and friends from init arguments: not from here.
+    if private := sorted(k for k in data if k.startswith("_")):
+        raise ConfigError(f"{path}: {', '.join(private)}: Extra inputs are not permitted")
     try:
         return Settings(**data)
     except ValidationError as exc:

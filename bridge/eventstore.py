@@ -2,7 +2,7 @@
 
 One SQLite file per node, separate from the ledger and never replicated. A lock serialises
 access to the single connection so one listener's ``transaction()`` cannot interleave with
-another's writes.
+another's writes, and nobody reads what an open transaction has not committed yet.
 """
 
 from __future__ import annotations
@@ -72,17 +72,18 @@ class EventStore:
         if sent_before is not None:
             sql += " AND (last_sent IS NULL OR last_sent < ?)"
             args.append(sent_before)
-        async with self._db.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit)) as cur:
+        async with self._lock, self._db.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit)) as cur:
             return [Event(bytes(i), t, bytes(b), s, ls) async for i, t, b, s, ls in cur]
 
     async def sent_ids(self) -> list[bytes]:
         """Events that were sent or seen voted: the ones whose vote status may change."""
         sql = "SELECT id FROM events WHERE last_sent IS NOT NULL OR state = ? ORDER BY seq"
-        async with self._db.execute(sql, (VOTED,)) as cur:
+        async with self._lock, self._db.execute(sql, (VOTED,)) as cur:
             return [bytes(r[0]) async for r in cur]
 
     async def mark_sent(self, ids: list[bytes], at: float | None = None) -> None:
-        await self._update("UPDATE events SET last_sent = ? WHERE id IN ({})", ids, at or time.time())
+        now = time.time() if at is None else at  # 0.0 is a valid time of an injected clock
+        await self._update("UPDATE events SET last_sent = ? WHERE id IN ({})", ids, now)
 
     async def set_state(self, ids: list[bytes], state: str) -> None:
         await self._update("UPDATE events SET state = ? WHERE id IN ({})", ids, state)
@@ -96,9 +97,8 @@ class EventStore:
         await self._update("DELETE FROM events WHERE id IN ({})", ids)
 
     async def counts(self) -> dict[str, int]:
-        async with self._db.execute(
-            "SELECT state, COUNT(*) FROM events GROUP BY state ORDER BY state"
-        ) as cur:
+        sql = "SELECT state, COUNT(*) FROM events GROUP BY state ORDER BY state"
+        async with self._lock, self._db.execute(sql) as cur:
             return {s: int(n) async for s, n in cur}
 
     async def _update(self, sql: str, ids: list[bytes], *args: object) -> None:

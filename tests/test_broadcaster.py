@@ -1,0 +1,288 @@
+"""The broadcaster with a real ledger, solo engine (blocks made by hand) and event store."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bridge.broadcaster import Broadcaster
+from bridge.encoding import event_id
+from bridge.eventstore import PENDING, VOTED
+from bridge.keys import NodeKey
+from bridge.ledger import BlockResult, Genesis, TxResult
+from bridge.txs import Tx, Vote
+from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from tests.node_helpers import FakeClock, NodeParts, genesis, node_key
+
+TYPE = "test_note"
+KEY = node_key(1)
+
+
+async def _resolve(app: App, res: Resolution, ctx: BlockContext) -> None:
+    count = int(await app.get(res.body) or b"0")
+    await app.set(res.body, str(count + 1).encode())
+
+
+@pytest.fixture(autouse=True)
+def _register_type() -> None:
+    register_resolution(TYPE, ResolutionConfig(resolve=_resolve))
+
+
+def wire(parts: NodeParts, broadcaster: Broadcaster) -> None:
+    async def after_commit(result: BlockResult) -> None:
+        await broadcaster.on_commit()
+
+    parts.engine.on_commit.append(after_commit)
+
+
+@pytest.fixture
+async def solo(tmp_path: Path) -> AsyncIterator[NodeParts]:
+    parts = await NodeParts.open(tmp_path, genesis((KEY, 10)), KEY)
+    yield parts
+    await parts.close()
+
+
+async def resolved_count(parts: NodeParts, body: bytes) -> int:
+    """How many times ``resolve`` ran for ``body``, read from committed ledger state."""
+    return sum(int(v) for k, v in await parts.ledger.kv_items(TYPE) if k == body)
+
+
+async def test_broadcast_event_is_voted_confirmed_and_dropped(solo: NodeParts) -> None:
+    clock = FakeClock(1000.0)
+    broadcaster = Broadcaster(solo.store, solo.ledger, solo.engine.submit, KEY, clock=clock)
+    await broadcaster.start()
+    wire(solo, broadcaster)
+
+    await solo.store.scoped("listener").broadcast(TYPE, b"hello")
+    await solo.blocks(1)  # the vote is sent after this block's commit
+    assert broadcaster.votes_sent == 1
+    assert await solo.status(TYPE, b"hello") is None
+    assert await solo.store.counts() == {PENDING: 1}
+
+    await solo.blocks(2)  # included, confirmed, then settled by the broadcaster
+    assert await solo.status(TYPE, b"hello") == "confirmed"
+    assert await resolved_count(solo, b"hello") == 1
+    assert await solo.store.counts() == {}
+    assert await solo.ledger.nonce(KEY.public) == 1
+
+    await solo.blocks(3)  # nothing left to send
+    assert broadcaster.votes_sent == 1
+    assert await solo.ledger.nonce(KEY.public) == 1
+
+
+async def test_many_events_are_batched_and_all_confirmed(solo: NodeParts) -> None:
+    broadcaster = Broadcaster(solo.store, solo.ledger, solo.engine.submit, KEY, max_votes_per_tx=2)
+    await broadcaster.start()
+    wire(solo, broadcaster)
+    bodies = [f"event-{i}".encode() for i in range(5)]
+    async with solo.store.scoped("listener").transaction() as tx:
+        for body in bodies:
+            await tx.broadcast(TYPE, body)
+
+    await solo.blocks(8)
+    assert [await solo.status(TYPE, b) for b in bodies] == ["confirmed"] * 5
+    assert [await resolved_count(solo, b) for b in bodies] == [1] * 5
+    assert await solo.ledger.nonce(KEY.public) == 3  # 2 + 2 + 1 events
+    assert await solo.store.counts() == {}
+
+
+async def test_dropped_vote_is_sent_again_after_the_timeout(solo: NodeParts) -> None:
+    sent: list[bytes] = []
+
+    async def lossy_submit(raw: bytes) -> TxResult:
+        sent.append(raw)
+        if len(sent) == 1:  # accepted, then lost before reaching the mempool
+            result = await solo.ledger.check_tx(raw)
+            assert result.ok
+            return result
+        return await solo.engine.submit(raw)
+
+    clock = FakeClock(0.0)  # e.g. a monotonic clock: 0.0 is a valid time
+    broadcaster = Broadcaster(solo.store, solo.ledger, lossy_submit, KEY, resend_timeout=5.0, clock=clock)
+    await broadcaster.start()
+    wire(solo, broadcaster)
+
+    await solo.store.scoped("listener").broadcast(TYPE, b"lost")
+    await solo.blocks(1)
+    assert len(sent) == 1
+
+    clock.advance(1.0)
+    await solo.blocks(2)  # before the timeout: no second copy
+    assert len(sent) == 1
+    assert await solo.status(TYPE, b"lost") is None
+    assert await solo.store.counts() == {PENDING: 1}
+
+    clock.advance(10.0)
+    await solo.blocks(1)  # overdue: sent again
+    assert len(sent) == 2
+    assert Tx.decode(sent[1]).nonce == Tx.decode(sent[0]).nonce == 0
+
+    await solo.blocks(2)
+    assert await solo.status(TYPE, b"lost") == "confirmed"
+    assert await resolved_count(solo, b"lost") == 1
+    assert await solo.store.counts() == {}
+
+
+async def test_rejected_vote_is_retried_on_the_next_block(solo: NodeParts) -> None:
+    calls = 0
+
+    async def flaky_submit(raw: bytes) -> TxResult:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            from bridge.errors import TxCode
+
+            return TxResult(TxCode.MEMPOOL_FULL, "mempool is full")
+        return await solo.engine.submit(raw)
+
+    broadcaster = Broadcaster(solo.store, solo.ledger, flaky_submit, KEY, clock=FakeClock(1.0))
+    await broadcaster.start()
+    wire(solo, broadcaster)
+    await solo.store.scoped("listener").broadcast(TYPE, b"retry")
+    await solo.blocks(1)
+    assert calls == 1 and broadcaster.votes_sent == 0
+    await solo.blocks(3)  # no timeout needed: the rejected vote was never in flight
+    assert calls == 2
+    assert await solo.status(TYPE, b"retry") == "confirmed"
+
+
+async def test_pending_events_are_voted_again_after_a_restart(tmp_path: Path) -> None:
+    gen = genesis((KEY, 10))
+    clock = FakeClock(1000.0)
+    parts = await NodeParts.open(tmp_path, gen, KEY)
+    try:
+        broadcaster = Broadcaster(parts.store, parts.ledger, parts.engine.submit, KEY, clock=clock)
+        await broadcaster.start()
+        wire(parts, broadcaster)
+        await parts.store.scoped("listener").broadcast(TYPE, b"survivor")
+        await parts.blocks(1)  # the vote sits in the mempool, which dies with the process
+        assert broadcaster.votes_sent == 1
+    finally:
+        await parts.close()
+
+    parts = await NodeParts.open(tmp_path, gen, KEY)  # same clock: the resend timeout is far off
+    try:
+        assert await parts.status(TYPE, b"survivor") is None
+        assert await parts.store.counts() == {PENDING: 1}
+        broadcaster = Broadcaster(
+            parts.store, parts.ledger, parts.engine.submit, KEY, resend_timeout=3600.0, clock=clock
+        )
+        await broadcaster.start()
+        wire(parts, broadcaster)
+        await parts.blocks(1)
+        assert broadcaster.votes_sent == 1
+        await parts.blocks(2)
+        assert await parts.status(TYPE, b"survivor") == "confirmed"
+        assert await resolved_count(parts, b"survivor") == 1
+        assert await parts.store.counts() == {}
+    finally:
+        await parts.close()
+
+
+def _votes_rows(path: Path, rid: bytes) -> list[bytes]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT voter FROM votes WHERE resolution_id = ?", (rid,)).fetchall()
+    return [bytes(r[0]) for r in rows]
+
+
+async def _send_vote(
+    parts: NodeParts, key: NodeKey, events: tuple[tuple[str, bytes], ...], nonce: int | None = None
+) -> None:
+    if nonce is None:
+        nonce = await parts.ledger.nonce(key.public)
+    tx = Tx(parts.ledger.chain_id, "vote", key.public, nonce, Vote(events).encode()).sign_ed25519(key)
+    result = await parts.engine.submit(tx.encode())
+    assert result.ok, result.log
+
+
+async def test_no_validator_vote_is_counted_twice(tmp_path: Path) -> None:
+    others = [node_key(n) for n in (2, 3, 4)]
+    gen: Genesis = genesis((KEY, 1), *((k, 1) for k in others))
+    parts = await NodeParts.open(tmp_path, gen, KEY)
+    try:
+        clock = FakeClock(1000.0)
+        broadcaster = Broadcaster(
+            parts.store, parts.ledger, parts.engine.submit, KEY, resend_timeout=1.0, clock=clock
+        )
+        await broadcaster.start()
+        wire(parts, broadcaster)
+        body = b"needs three of four"
+        rid = event_id(TYPE, body)
+        await parts.store.scoped("listener").broadcast(TYPE, body)
+
+        for _ in range(4):  # overdue again and again: the landed vote is not re-sent
+            clock.advance(5.0)
+            await parts.blocks(1)
+        assert broadcaster.votes_sent == 1
+        assert [e.state for e in await parts.store.select(VOTED, 10)] == [VOTED]
+
+        # The same validator votes again, alone and twice in one transaction.
+        await _send_vote(parts, KEY, ((TYPE, body),), nonce=1)
+        await _send_vote(parts, KEY, ((TYPE, body), (TYPE, body)), nonce=2)
+        await parts.blocks(2)
+        assert await parts.ledger.nonce(KEY.public) == 3  # all three votes were executed
+
+        assert _votes_rows(tmp_path / "ledger.sqlite", rid) == [KEY.public]
+        [row] = await parts.ledger.list_resolutions(status="pending", type_=TYPE)
+        assert row["id"] == rid.hex()
+        assert row["approved_power"] == 1
+        assert row["votes"] == 1
+        assert row["required_power"] == 3
+        assert await resolved_count(parts, body) == 0
+
+        # Two more distinct validators make it pass: the threshold itself works.
+        await _send_vote(parts, others[0], ((TYPE, body),))
+        await parts.blocks(1)
+        assert await parts.status(TYPE, body) == "pending"
+        await _send_vote(parts, others[1], ((TYPE, body),))
+        await parts.blocks(2)
+        assert await parts.status(TYPE, body) == "confirmed"
+        assert await resolved_count(parts, body) == 1
+        assert await parts.store.counts() == {}
+    finally:
+        await parts.close()
+
+
+async def test_vote_that_landed_before_a_crash_does_not_block_the_queue(tmp_path: Path) -> None:
+    # The block with our vote commits, then the process dies before the broadcaster settles
+    # it. After the restart the ledger already has the vote: it must not be sent again, and
+    # it must not keep newer events from being sent either.
+    gen = genesis((KEY, 1), *((node_key(n), 1) for n in (2, 3, 4)))  # nothing confirms alone
+    clock = FakeClock(1000.0)
+    parts = await NodeParts.open(tmp_path, gen, KEY)
+    try:
+        broadcaster = Broadcaster(parts.store, parts.ledger, parts.engine.submit, KEY, clock=clock)
+        await broadcaster.start()
+        await parts.store.scoped("listener").broadcast(TYPE, b"first")
+        await parts.blocks(1)
+        await broadcaster.on_commit()  # sends the vote
+        await parts.blocks(1)  # the vote lands; the crash comes before on_commit
+        assert (await parts.ledger.vote_status([event_id(TYPE, b"first")], KEY.public)) == {
+            event_id(TYPE, b"first"): "voted"
+        }
+    finally:
+        await parts.close()
+
+    parts = await NodeParts.open(tmp_path, gen, KEY)
+    try:
+        broadcaster = Broadcaster(
+            parts.store, parts.ledger, parts.engine.submit, KEY, max_votes_per_tx=1, clock=clock
+        )
+        await broadcaster.start()
+        wire(parts, broadcaster)
+        await parts.store.scoped("listener").broadcast(TYPE, b"second")
+        for _ in range(4):
+            clock.advance(10.0)
+            await parts.blocks(1)
+
+        ids = [event_id(TYPE, b"first"), event_id(TYPE, b"second")]
+        assert await parts.ledger.vote_status(ids, KEY.public) == dict.fromkeys(ids, "voted")
+        assert broadcaster.votes_sent == 1  # only "second"
+        assert await parts.ledger.nonce(KEY.public) == 2
+        assert _votes_rows(tmp_path / "ledger.sqlite", ids[0]) == [KEY.public]
+        assert await parts.store.counts() == {VOTED: 2}
+    finally:
+        await parts.close()
