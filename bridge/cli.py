@@ -61,9 +61,13 @@ async def _get(url: str) -> Any:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             async with session.get(url) as response:
-                data = await response.json(content_type=None)
+                try:
+                    data = await response.json(content_type=None)
+                except ValueError:  # not JSON: not a bridge node
+                    raise CliError(f"{url} answered HTTP {response.status} without JSON") from None
                 if response.status >= 400:
-                    raise CliError(data.get("error", f"HTTP {response.status}"))
+                    error = data.get("error") if isinstance(data, dict) else None
+                    raise CliError(error or f"HTTP {response.status}")
                 return data
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise CliError(f"cannot reach the node at {url}: {exc}") from None

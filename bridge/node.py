@@ -18,7 +18,7 @@ from bridge.broadcaster import Broadcaster
 from bridge.config import DATA_DIR, GENESIS_FILE, KEY_FILE, Settings, load_config
 from bridge.engines.solo import SoloEngine
 from bridge.errors import ConfigError
-from bridge.eventstore import EventStore
+from bridge.eventstore import PENDING, VOTED, EventStore
 from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
 from bridge.ledger import BlockResult, Genesis, Ledger
@@ -36,6 +36,7 @@ class Node:
         self.fatal: tuple[str, BaseException] | None = None
         self._stop = asyncio.Event()
         self.api_url = ""
+        self._restarts_seen: dict[str, int] = {}
 
     @classmethod
     def from_home(cls, home: Path) -> Node:
@@ -72,11 +73,15 @@ class Node:
         sent = self.broadcaster.votes_sent
         await self.broadcaster.on_commit()
         m.votes_sent.inc(self.broadcaster.votes_sent - sent)
-        for state, n in (await self.store.counts()).items():
-            m.events.labels(state=state).set(n)
+        counts = await self.store.counts()
+        for state in (PENDING, VOTED, *counts):  # a state with no events left reads 0, not stale
+            m.events.labels(state=state).set(counts.get(state, 0))
         await self.supervisor.update(self.is_validator and self.engine.caught_up)
         for name, state in self.supervisor.states.items():
             m.listener_up.labels(listener=name).set(state == "running")
+            restarts = self.supervisor.restarts[name]
+            m.listener_restarts.labels(listener=name).inc(restarts - self._restarts_seen.get(name, 0))
+            self._restarts_seen[name] = restarts
 
     async def run(self) -> int:
         """Run until :meth:`stop` or a fatal listener error; returns the exit code."""
@@ -122,7 +127,12 @@ class Node:
             runner = web.AppRunner(api.create_app(self), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, s.api.host, s.api.port)
-            await site.start()
+            try:
+                await site.start()
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot serve the API on {s.api.host}:{s.api.port} (api.host, api.port): {err.strerror}"
+                ) from None
             port = runner.addresses[0][1]
             self.api_url = f"http://{s.api.host}:{port}"
             log.info(

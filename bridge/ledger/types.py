@@ -41,16 +41,20 @@ class Genesis:
             )
             if not validators or any(len(k) != 32 or p <= 0 for k, p in validators):
                 raise ValueError("needs at least one 32-byte hex pubkey with a positive power")
+            if len({k for k, _ in validators}) != len(validators):
+                raise ValueError("a validator key is listed twice")
             key = "accounts"
             accounts = tuple(
                 sorted((parse_account(a["id"]), int(a["balance"])) for a in data.get("accounts", []))
             )
+            if len({a for a, _ in accounts}) != len(accounts) or any(b < 0 for _, b in accounts):
+                raise ValueError("each account once, with a non-negative balance")
             key = "time_ns"
             time_ns = int(data.get("time_ns", 0))
             key = "vote_fee"
             vote_fee = int(data.get("vote_fee", 0))
-            if vote_fee < 0 or any(b < 0 for _, b in accounts):
-                raise ValueError("amounts cannot be negative")
+            if vote_fee < 0:
+                raise ValueError("cannot be negative")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: invalid {key!r}: {exc}") from None
         return cls(chain_id, validators, accounts, time_ns, vote_fee)

@@ -17,6 +17,7 @@ import asyncio
 
 import aiohttp
 
+from bridge.txs import MAX_BODY_BYTES
 from listeners import EventStore, Service, register_listener
 from resolutions.oracle_value import ORACLE_VALUE, OracleReading
 
@@ -56,7 +57,9 @@ async def listen(service: Service, store: EventStore) -> None:
                     response.raise_for_status()
                     data = await response.json()
                 reading = OracleReading(int(data["round"]), str(data["value"]))
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+                if len(reading.encode()) > MAX_BODY_BYTES:  # no vote could carry it
+                    raise ValueError(f"reading of round {reading.round} exceeds {MAX_BODY_BYTES} bytes")
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, OverflowError) as exc:
                 # The source being down or odd is not this node's fault: try again later.
                 service.logger.warning("reading %s failed: %r", url, exc)
             else:
