@@ -4,6 +4,7 @@ for bad input."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from bridge.txs import MAX_TX_BYTES, Tx
 if TYPE_CHECKING:
     from bridge.node import Node
 
+log = logging.getLogger("bridge.api")
 NODE: web.AppKey[Node] = web.AppKey("node")
 STATUSES = ("pending", "confirmed", "failed")
 routes = web.RouteTableDef()
@@ -38,6 +40,9 @@ async def errors(
         return _error(
             exc.status, exc.text if exc.text and exc.content_type == "application/json" else exc.reason
         )
+    except Exception as exc:  # a bug, not the client's fault: log it, answer JSON anyway
+        log.exception("error serving %s %s", request.method, request.path)
+        return _error(500, f"internal error: {type(exc).__name__}")
 
 
 def _bad(message: str) -> web.HTTPBadRequest:
@@ -69,6 +74,8 @@ def readiness(node: Node) -> list[str]:
     problems = []
     if not node.engine.caught_up:
         problems.append("catching_up")
+    for name, status in sorted(node.listener_status.items()):
+        problems += [f"{problem}:{name}" for problem in sorted(status.problems)]
     problems += [
         f"listener_{state}:{name}"
         for name, state in node.supervisor.states.items()
@@ -109,7 +116,13 @@ async def status(request: web.Request) -> web.Response:
             "caught_up": node.engine.caught_up,
             "engine": node.settings.node.engine,
             "listeners": {
-                name: {"state": state, "restarts": node.supervisor.restarts[name]}
+                name: {
+                    "state": state,
+                    "restarts": node.supervisor.restarts[name],
+                    "problems": sorted(node.listener_status[name].problems),
+                    "counters": dict(sorted(node.listener_status[name].counters.items())),
+                    **node.listener_status[name].info,
+                }
                 for name, state in node.supervisor.states.items()
             },
             "events": await node.store.counts(),

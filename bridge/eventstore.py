@@ -19,7 +19,7 @@ import aiosqlite
 from bridge import sqlite
 from bridge.encoding import event_id
 from bridge.sqlite import chunks, marks
-from resolutions import registered_resolutions
+from resolutions import MAX_BODY_BYTES, registered_resolutions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -132,6 +132,8 @@ class ScopedStore:
             raise ValueError(f"cannot broadcast {event_type!r}: no resolution of that type is registered")
         if not isinstance(data, bytes):
             raise TypeError("event data must be bytes")
+        if len(data) > MAX_BODY_BYTES:
+            raise ValueError(f"event data of {len(data)} bytes exceeds the limit of {MAX_BODY_BYTES}")
         async with self._locked() as db:
             await db.execute(
                 "INSERT OR IGNORE INTO events (id, type, body, listener, first_seen) VALUES (?, ?, ?, ?, ?)",

@@ -2,7 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from listeners import ListenerStatus
+
+
+class ListenerCollector(Collector):
+    """Listener state, read when scraped: running, restarts, and each listener's own counters."""
+
+    def __init__(
+        self,
+        states: Callable[[], Mapping[str, str]],
+        restarts: Callable[[], Mapping[str, int]],
+        statuses: Mapping[str, ListenerStatus],
+    ) -> None:
+        self._states, self._restarts, self._statuses = states, restarts, statuses
+
+    def collect(self) -> Iterator[Metric]:
+        running = GaugeMetricFamily("bridge_listener_running", "1 while a listener runs", labels=["listener"])
+        restarts = CounterMetricFamily(
+            "bridge_listener_restarts", "Listener restarts after a failure", labels=["listener"]
+        )
+        events = CounterMetricFamily(
+            "bridge_listener_events",
+            "Counters a listener keeps (RPC errors, deposits seen...)",
+            labels=["listener", "event"],
+        )
+        for name, state in sorted(self._states().items()):
+            running.add_metric([name], 1 if state == "running" else 0)
+            restarts.add_metric([name], self._restarts().get(name, 0))
+        for name, status in sorted(self._statuses.items()):
+            for event, n in sorted(status.counters.items()):
+                events.add_metric([name, event], n)
+        yield from (running, restarts, events)
 
 
 class Metrics:
@@ -17,9 +53,3 @@ class Metrics:
         self.validator_power = Gauge("bridge_validator_power", "This node's voting power", registry=r)
         self.events = Gauge("bridge_events", "Events in the local store, by state", ["state"], registry=r)
         self.votes_sent = Counter("bridge_votes_sent", "Event votes sent in transactions", registry=r)
-        self.listener_up = Gauge(
-            "bridge_listener_running", "1 while a listener runs", ["listener"], registry=r
-        )
-        self.listener_restarts = Counter(
-            "bridge_listener_restarts", "Listener restarts after a failure", ["listener"], registry=r
-        )

@@ -22,9 +22,9 @@ from bridge.eventstore import PENDING, VOTED, EventStore
 from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
 from bridge.ledger import BlockResult, Genesis, Ledger
-from bridge.metrics import Metrics
+from bridge.metrics import ListenerCollector, Metrics
 from bridge.supervisor import Supervisor
-from listeners import Service, registered_listeners
+from listeners import ListenerStatus, Service, registered_listeners
 
 log = logging.getLogger("bridge.node")
 
@@ -36,7 +36,9 @@ class Node:
         self.fatal: tuple[str, BaseException] | None = None
         self._stop = asyncio.Event()
         self.api_url = ""
-        self._restarts_seen: dict[str, int] = {}
+        # One status per listener for the node's lifetime, so counters survive restarts.
+        self.listener_status: dict[str, ListenerStatus] = {}
+        self._committed = asyncio.Event()
 
     @classmethod
     def from_home(cls, home: Path) -> Node:
@@ -56,6 +58,7 @@ class Node:
             extension_configs=self.settings.app.extensions,
             identity=self.key.public,
             chain_id=self.ledger.chain_id,
+            status=self.listener_status[name],
         )
 
     @property
@@ -70,18 +73,21 @@ class Node:
         for _, rtype, status in result.resolved:
             m.resolutions.labels(type=rtype, status=status).inc()
         m.validator_power.set(self.ledger.validators.get(self.key.public, 0))
-        sent = self.broadcaster.votes_sent
-        await self.broadcaster.on_commit()
-        m.votes_sent.inc(self.broadcaster.votes_sent - sent)
-        counts = await self.store.counts()
-        for state in (PENDING, VOTED, *counts):  # a state with no events left reads 0, not stale
-            m.events.labels(state=state).set(counts.get(state, 0))
+        self._committed.set()
         await self.supervisor.update(self.is_validator and self.engine.caught_up)
-        for name, state in self.supervisor.states.items():
-            m.listener_up.labels(listener=name).set(state == "running")
-            restarts = self.supervisor.restarts[name]
-            m.listener_restarts.labels(listener=name).inc(restarts - self._restarts_seen.get(name, 0))
-            self._restarts_seen[name] = restarts
+
+    async def _broadcast(self) -> None:
+        """Settle and send votes after each commit, beside the engine rather than inside it,
+        so a listener holding the store's lock never delays a block."""
+        while True:
+            await self._committed.wait()
+            self._committed.clear()
+            sent = self.broadcaster.votes_sent
+            await self.broadcaster.on_commit()
+            self.metrics.votes_sent.inc(self.broadcaster.votes_sent - sent)
+            counts = await self.store.counts()
+            for state in (PENDING, VOTED, *counts):  # a state with no events left reads 0, not stale
+                self.metrics.events.labels(state=state).set(counts.get(state, 0))
 
     async def run(self) -> int:
         """Run until :meth:`stop` or a fatal listener error; returns the exit code."""
@@ -91,7 +97,7 @@ class Node:
         self.ledger = await Ledger.open(data / "ledger.sqlite")
         self.store = await EventStore.open(data / "events.sqlite")
         runner: web.AppRunner | None = None
-        engine_task: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
             if self.ledger.chain_id and self.ledger.chain_id != self.genesis.chain_id:
                 raise ConfigError(
@@ -113,13 +119,20 @@ class Node:
                 max_votes_per_tx=s.broadcaster.max_votes_per_tx,
                 resend_timeout=s.broadcaster.resend_timeout,
             )
+            listeners = registered_listeners()
+            self.listener_status = {name: ListenerStatus() for name in listeners}
             self.supervisor = Supervisor(
-                registered_listeners(),
+                listeners,
                 self.store,
                 self._service,
                 restart_policy=s.listeners.restart_policy,
                 restart_max_delay=s.listeners.restart_max_delay,
                 on_fatal=self._on_fatal,
+            )
+            self.metrics.registry.register(
+                ListenerCollector(
+                    lambda: self.supervisor.states, lambda: self.supervisor.restarts, self.listener_status
+                )
             )
             await self.broadcaster.start()
             self.engine.on_commit.append(self._after_commit)
@@ -144,13 +157,17 @@ class Node:
             )
 
             await self.supervisor.update(self.is_validator and self.engine.caught_up)
-            engine_task = asyncio.create_task(self.engine.run(), name="engine")
+            tasks = [
+                asyncio.create_task(self.engine.run(), name="engine"),
+                asyncio.create_task(self._broadcast(), name="broadcaster"),
+            ]
             stop_task = asyncio.create_task(self._stop.wait())
-            await asyncio.wait({engine_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({*tasks, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             stop_task.cancel()
-            if engine_task.done() and (exc := engine_task.exception()) is not None:
-                log.error("engine failed: %r", exc, exc_info=exc)
-                return 1
+            for task in tasks:
+                if task.done() and (exc := task.exception()) is not None:
+                    log.error("%s failed: %r", task.get_name(), exc, exc_info=exc)
+                    return 1
             if self.fatal:
                 log.error("stopping: listener %s failed: %s", self.fatal[0], self.fatal[1])
                 return 1
@@ -159,9 +176,9 @@ class Node:
         finally:
             if hasattr(self, "supervisor"):
                 await self.supervisor.stop()
-            if engine_task is not None:
-                engine_task.cancel()
-                await asyncio.gather(engine_task, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             if runner is not None:
                 await runner.cleanup()
             await self.store.close()

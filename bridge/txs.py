@@ -17,11 +17,11 @@ from eth_account.messages import encode_typed_data
 from bridge.encoding import MAX_U64, Reader, Writer
 from bridge.errors import DecodeError, TxCode, TxError
 from bridge.keys import NodeKey, verify_ed25519
+from resolutions import MAX_BODY_BYTES
 
 VERSION = 1
 TX_TYPES = ("vote", "join", "approve", "leave", "remove", "transfer")
 MAX_TX_BYTES = 1 << 20
-MAX_BODY_BYTES = 16 << 10
 MAX_VOTES_PER_TX = 2000
 ED25519_PREFIX = b"bridge-tx-v1\x00"
 EIP712_DOMAIN = {"name": "bridge", "version": "1"}

@@ -31,7 +31,7 @@ __all__ = [
     "registered_listeners",
 ]
 
-_NAME = re.compile(r"[a-z0-9_]+")
+_NAME = re.compile(r"[a-z0-9_]{1,64}")
 
 
 class EventStore(Protocol):
@@ -39,8 +39,8 @@ class EventStore(Protocol):
     except broadcast events, and only as votes."""
 
     async def broadcast(self, event_type: str, data: bytes) -> None:
-        """Record an event to vote on. ``event_type`` must be a registered resolution
-        (else ``ValueError``). Idempotent: the event id is a hash of (type, data), and
+        """Record an event to vote on. ``event_type`` must be a registered resolution and
+        ``data`` at most ``resolutions.MAX_BODY_BYTES`` long (else ``ValueError``). Idempotent: the event id is a hash of (type, data), and
         storing the same event twice is a no-op."""
 
     async def set(self, key: bytes, value: bytes) -> None:
@@ -136,7 +136,7 @@ def register_listener(
     Raises ``ValueError`` for an invalid or already registered name.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"invalid listener name {name!r}: use lower-case letters, digits and _")
+        raise ValueError(f"invalid listener name {name!r}: use 1 to 64 lower-case letters, digits and _")
     if name in _registry:
         raise ValueError(f"listener {name!r} is already registered")
 

@@ -21,6 +21,7 @@ from fractions import Fraction
 from typing import Protocol
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "App",
     "BlockContext",
     "Resolution",
@@ -31,7 +32,10 @@ __all__ = [
     "registered_resolutions",
 ]
 
-_NAME = re.compile(r"[a-z0-9_]+")
+_NAME = re.compile(r"[a-z0-9_]{1,64}")
+
+MAX_BODY_BYTES = 16 * 1024
+"""The largest event body a vote can carry; ``EventStore.broadcast`` refuses bigger ones."""
 
 
 class App(Protocol):
@@ -118,7 +122,8 @@ class ResolutionConfig:
             value = getattr(self, name)
             if not isinstance(value, Fraction) or not 0 < value <= 1:
                 raise ValueError(f"{name} must be a Fraction in (0, 1], got {value!r}")
-        if not isinstance(self.expiration_period, int) or self.expiration_period < 1:
+        period = self.expiration_period
+        if not isinstance(period, int) or isinstance(period, bool) or period < 1:
             raise ValueError(f"expiration_period must be a positive int, got {self.expiration_period!r}")
 
 
@@ -132,7 +137,7 @@ def register_resolution(name: str, config: ResolutionConfig) -> None:
     network must register the same types with the same configs.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ValueError(f"invalid resolution name {name!r}: use lower-case letters, digits and _")
+        raise ValueError(f"invalid resolution name {name!r}: use 1 to 64 lower-case letters, digits and _")
     if name in _registry:
         raise ValueError(f"resolution {name!r} is already registered")
     _registry[name] = config

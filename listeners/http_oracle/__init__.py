@@ -17,8 +17,8 @@ import asyncio
 
 import aiohttp
 
-from bridge.txs import MAX_BODY_BYTES
 from listeners import EventStore, Service, register_listener
+from resolutions import MAX_BODY_BYTES
 from resolutions.oracle_value import ORACLE_VALUE, OracleReading
 
 __all__ = ["HTTP_ORACLE"]
