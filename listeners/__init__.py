@@ -40,8 +40,9 @@ class EventStore(Protocol):
 
     async def broadcast(self, event_type: str, data: bytes) -> None:
         """Record an event to vote on. ``event_type`` must be a registered resolution and
-        ``data`` at most ``resolutions.MAX_BODY_BYTES`` long (else ``ValueError``). Idempotent: the event id is a hash of (type, data), and
-        storing the same event twice is a no-op."""
+        ``data`` at most ``resolutions.MAX_BODY_BYTES`` long (else ``ValueError``).
+        Idempotent: the event id is a hash of (type, data), and storing the same event twice
+        is a no-op."""
 
     async def set(self, key: bytes, value: bytes) -> None:
         """Store a value in this listener's private key-value namespace."""
