@@ -103,7 +103,7 @@ async def test_fee_on_transfer_token_credits_what_the_escrow_received(
 async def test_misconfiguration_stops_the_node_naming_the_key(
     tmp_path: Path, anvil: Anvil, chain: Chain, bridge: dict[str, Any], caplog: Any
 ) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"chain_id": 5}, "app.extensions.eth_deposits.chain_id"),
         ({"contract_address": "0x" + "12" * 20}, "app.extensions.eth_deposits.contract_address"),
         ({"contract_address": "0x1234"}, "app.extensions.eth_deposits.contract_address"),
