@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit lint typecheck e2e clean
+.PHONY: install demo test test-unit lint typecheck e2e clean
 
 include contracts.mk
 
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $(STAMP)
+
+# anvil + escrow + a validator + a few deposits, credited; runs until Ctrl-C.
+demo: install
+	$(BIN)/bridge demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.deposits import find_deposits
 from bridge.errors import TxError
 from bridge.keys import parse_account
 from bridge.txs import MAX_TX_BYTES, Tx
@@ -170,6 +171,25 @@ async def kv(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 100, 1, 1000)
     items = await request.app[NODE].ledger.kv_items(request.match_info["namespace"], limit)
     return web.json_response({"entries": [{"key": _text(k), "value": _text(v)} for k, v in items]})
+
+
+@routes.get("/v1/deposits/{tx_hash}")
+async def deposits(request: web.Request) -> web.Response:
+    raw = request.match_info["tx_hash"].removeprefix("0x")
+    try:
+        tx_hash = bytes.fromhex(raw)
+    except ValueError:
+        tx_hash = b""
+    if len(tx_hash) != 32:
+        raise _bad("the transaction hash must be 32 bytes of hex")
+    node = request.app[NODE]
+    found = await find_deposits(tx_hash, node.ledger, node.store)
+    if not found:
+        raise web.HTTPNotFound(
+            text=f"no deposit of transaction 0x{tx_hash.hex()} is known to this node",
+            content_type="application/json",
+        )
+    return web.json_response({"tx_hash": "0x" + tx_hash.hex(), "deposits": found})
 
 
 @routes.post("/v1/tx")

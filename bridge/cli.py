@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from bridge.config import CONFIG_FILE, CONFIG_TEMPLATE, DATA_DIR, GENESIS_FILE, KEY_FILE
+from bridge.contracts import Chain, deploy_bridge, deposit
 from bridge.errors import BridgeError
 from bridge.keys import NodeKey
 from bridge.ledger import Genesis
@@ -25,17 +26,22 @@ class CliError(BridgeError):
     """Raised for a user mistake the CLI reports in one line."""
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    home: Path = args.home
+def init_home(home: Path, chain_id: str, api_port: int) -> NodeKey:
+    """Write a one-validator node's config, genesis and key into ``home``."""
     if (home / CONFIG_FILE).exists() or (home / KEY_FILE).exists():
         raise CliError(f"{home} is already initialized; remove it or choose another --home")
     home.mkdir(parents=True, exist_ok=True)
     (home / DATA_DIR).mkdir(exist_ok=True)
     key = NodeKey.generate()
     key.save(home / KEY_FILE)
-    Genesis(args.chain_id, ((key.public, 10),)).save(home / GENESIS_FILE)
-    (home / CONFIG_FILE).write_text(CONFIG_TEMPLATE.format(port=args.api_port))
-    print(json.dumps({"home": str(home), "chain_id": args.chain_id, "node_id": key.public.hex()}))
+    Genesis(chain_id, ((key.public, 10),)).save(home / GENESIS_FILE)
+    (home / CONFIG_FILE).write_text(CONFIG_TEMPLATE.format(port=api_port))
+    return key
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    key = init_home(args.home, args.chain_id, args.api_port)
+    print(json.dumps({"home": str(args.home), "chain_id": args.chain_id, "node_id": key.public.hex()}))
     return 0
 
 
@@ -95,6 +101,66 @@ def cmd_balance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(coro: Any) -> Any:
+    """Run an Ethereum call, turning connection and contract errors into one-line errors."""
+    try:
+        return asyncio.run(coro)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise CliError(f"cannot reach the Ethereum node: {exc}") from None
+    except (ValueError, RuntimeError) as exc:  # web3 and eth-account report bad input so
+        raise CliError(str(exc)) from None
+
+
+def cmd_contracts_deploy(args: argparse.Namespace) -> int:
+    async def deploy() -> dict[str, Any]:
+        chain = await Chain.connect(args.rpc, args.private_key)
+        try:
+            return await deploy_bridge(chain, args.token)
+        finally:
+            await chain.close()
+
+    print(json.dumps(_run(deploy())))
+    return 0
+
+
+def cmd_deposit(args: argparse.Namespace) -> int:
+    if args.amount <= 0:
+        raise CliError("--amount must be a positive integer (the token's smallest unit)")
+
+    async def make() -> dict[str, Any]:
+        chain = await Chain.connect(args.rpc, args.private_key)
+        try:
+            return await deposit(chain, args.escrow, args.amount, args.recipient)
+        finally:
+            await chain.close()
+
+    print(json.dumps(_run(make())))
+    return 0
+
+
+def cmd_deposit_status(args: argparse.Namespace) -> int:
+    data = asyncio.run(_get(f"{args.node.rstrip('/')}/v1/deposits/{args.tx_hash}"))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    for d in data["deposits"]:
+        line = f"log {d.get('log_index', '?')}: {d['status']}"
+        if d["status"] == "pending":
+            line += f" ({d['approved_power']} of {d['required_power']} power needed)"
+        elif d["status"] == "credited":
+            line += f" at ledger height {d['credited_height']}"
+        if "amount" in d:
+            line += f"; {d['amount']} to {d['recipient']} (escrow nonce {d['nonce']})"
+        print(line)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.demo import main as demo
+
+    return demo(args.deposits, args.exit, args.api_port, args.home)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bridge", description="An Ethereum bridge validator node.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -118,6 +184,34 @@ def parser() -> argparse.ArgumentParser:
     balance.add_argument("address")
     balance.add_argument("--node", default=DEFAULT_NODE)
     balance.set_defaults(fn=cmd_balance)
+    contracts = sub.add_parser("contracts", help="the Ethereum contracts")
+    contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True)
+    deploy = contracts_sub.add_parser("deploy", help="deploy the escrow (and a test token unless --token)")
+    deploy.add_argument("--rpc", required=True, help="Ethereum JSON-RPC URL")
+    deploy.add_argument("--private-key", required=True, help="key of the deploying account")
+    deploy.add_argument("--token", help="an existing ERC20 for the escrow to hold")
+    deploy.set_defaults(fn=cmd_contracts_deploy)
+
+    dep = sub.add_parser("deposit", help="approve and deposit tokens into the escrow")
+    dep.add_argument("--rpc", required=True)
+    dep.add_argument("--escrow", required=True)
+    dep.add_argument("--amount", type=int, required=True, help="in the token's smallest unit")
+    dep.add_argument("--recipient", help="ledger account to credit (default: the sender)")
+    dep.add_argument("--private-key", required=True)
+    dep.set_defaults(fn=cmd_deposit)
+
+    where = sub.add_parser("deposit-status", help="where is my deposit")
+    where.add_argument("tx_hash")
+    where.add_argument("--node", default=DEFAULT_NODE)
+    where.add_argument("--json", action="store_true")
+    where.set_defaults(fn=cmd_deposit_status)
+
+    demo = sub.add_parser("demo", help="anvil + escrow + a validator + deposits, on this machine")
+    demo.add_argument("--deposits", type=int, default=3)
+    demo.add_argument("--exit", action="store_true", help="exit once the deposits are credited")
+    demo.add_argument("--api-port", type=int, default=8080)
+    demo.add_argument("--home", type=Path, help="keep the node's home here (default: a temp dir)")
+    demo.set_defaults(fn=cmd_demo)
     return p
 
 

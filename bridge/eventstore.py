@@ -75,6 +75,12 @@ class EventStore:
         async with self._lock, self._db.execute(sql + " ORDER BY seq LIMIT ?", (*args, limit)) as cur:
             return [Event(bytes(i), t, bytes(b), s, ls) async for i, t, b, s, ls in cur]
 
+    async def of_type(self, event_type: str) -> list[Event]:
+        """Every stored event of ``event_type``, oldest first."""
+        sql = "SELECT id, type, body, state, last_sent FROM events WHERE type = ? ORDER BY seq"
+        async with self._lock, self._db.execute(sql, (event_type,)) as cur:
+            return [Event(bytes(i), t, bytes(b), s, ls) async for i, t, b, s, ls in cur]
+
     async def sent_ids(self) -> list[bytes]:
         """Events that were sent or seen voted: the ones whose vote status may change."""
         sql = "SELECT id FROM events WHERE last_sent IS NOT NULL OR state = ? ORDER BY seq"

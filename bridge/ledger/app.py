@@ -81,6 +81,13 @@ class LedgerApp:
         validators = await self._state.validators()
         if power == 0 and set(validators) <= {pubkey}:
             raise ValueError("cannot remove the last validator")
+        since = await self._state.validator_since(pubkey)
+        if power == 0 and since is not None:
+            # The tenure ends: a pending request to remove it must not outlive it and
+            # remove the key's next tenure.
+            rid = event_id(governance.REMOVE, governance.remove_body(pubkey, since))
+            if await self._state.pending_ids([rid]):
+                await self._state.remove_resolutions([rid])
         await self._state.set_power(pubkey, power, self._height)
         await self._state.kv_set(*RECHECK_KEY, b"\x01")
 
@@ -189,6 +196,9 @@ class Ledger:
         for event_type, _ in vote.events:
             if event_type not in known:
                 raise TxError(TxCode.UNKNOWN_TYPE, f"no resolution type {event_type!r}")
+            if event_type in (governance.JOIN, governance.REMOVE):
+                # Only a candidate's own join (or a remove of a sitting validator) creates these.
+                raise TxError(TxCode.INVALID_PAYLOAD, f"{event_type} is voted with join, approve and remove")
 
     # -- ABCI: proposals -- #
 
@@ -461,3 +471,24 @@ class Ledger:
         sql = "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key LIMIT ?"
         async with self._reader.execute(sql, (namespace, limit)) as cur:
             return [(bytes(k), bytes(v)) async for k, v in cur]
+
+    async def kv_prefix(self, namespace: str, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
+        """Entries of ``namespace`` whose key starts with ``prefix``, in key order."""
+        sql = "SELECT key, value FROM kv WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?"
+        async with self._reader.execute(sql, (namespace, len(prefix), prefix, limit)) as cur:
+            return [(bytes(k), bytes(v)) async for k, v in cur]
+
+    async def pending(self, type_: str) -> list[tuple[bytes, bytes, int]]:
+        """(id, body, approved power) of every pending resolution of ``type_``."""
+        sql = (
+            "SELECT r.id, r.body, COALESCE(SUM(v.power), 0) FROM resolutions r"
+            " LEFT JOIN votes x ON x.resolution_id = r.id LEFT JOIN validators v ON v.pubkey = x.voter"
+            " WHERE r.type = ? GROUP BY r.id ORDER BY r.id"
+        )
+        async with self._reader.execute(sql, (type_,)) as cur:
+            return [(bytes(i), bytes(b), int(p)) async for i, b, p in cur]
+
+    async def processed_body(self, rid: bytes) -> bytes | None:
+        async with self._reader.execute("SELECT body FROM processed WHERE id = ?", (rid,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
