@@ -58,7 +58,7 @@ class Node:
             extension_configs=self.settings.app.extensions,
             identity=self.key.public,
             chain_id=self.ledger.chain_id,
-            status=self.listener_status[name],
+            status=self.listener_status.setdefault(name, ListenerStatus()),
         )
 
     @property

@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
+import bridge.ledger  # noqa: F401  (registers the built-in governance resolutions)
 import listeners
 import resolutions
 from bridge.extensions import load_extensions
 
-load_extensions()
+load_extensions()  # every example registers once, before the per-test snapshots
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ hash is checked against the chain: a mismatch is a reorg deeper than the safety 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -181,12 +182,19 @@ class Scanner:
     async def run(self) -> None:
         await self.check_chain()
         await self.load()
-        while True:
-            await self.verify_progress()
-            safe = await self.safety_point()
-            if self.last_block < safe:
-                await self.scan_chunk(safe)
-                continue
-            self.status.problem("reorg_beyond_safety", active=False)
-            self._progress(safe)
-            await asyncio.sleep(self.config.poll_interval)
+        wake = asyncio.Event()
+        heads = asyncio.create_task(self.client.watch_heads(wake))
+        try:
+            while True:
+                await self.verify_progress()
+                safe = await self.safety_point()
+                while self.last_block < safe:  # one safety point per pass: two requests a chunk
+                    await self.scan_chunk(safe)
+                self.status.problem("reorg_beyond_safety", active=False)
+                self._progress(safe)
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.config.poll_interval)
+        finally:
+            heads.cancel()
+            await asyncio.gather(heads, return_exceptions=True)

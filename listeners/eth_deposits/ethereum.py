@@ -11,8 +11,9 @@ from typing import Any
 
 import aiohttp
 import backoff
-from web3 import AsyncHTTPProvider, WebSocketProvider
+from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 from web3.providers.async_base import AsyncBaseProvider
+from web3.utils.subscriptions import NewHeadsSubscription
 
 from listeners import ListenerStatus
 
@@ -145,6 +146,30 @@ class EthClient:
         result = await call(method, params)
         self.status.problem("rpc_unavailable", active=False)
         return result
+
+    async def watch_heads(self, wake: asyncio.Event) -> None:
+        """Set ``wake`` on every new head announced by the first ws(s) endpoint, forever.
+
+        Only a hint that the chain moved: the scan loop still polls, so a dropped
+        subscription costs latency, never a deposit. Reconnects after errors.
+        """
+        url = next((u for u in self.urls if u.startswith("ws")), None)
+        if url is None:
+            return
+
+        async def on_head(context: Any) -> None:
+            wake.set()
+
+        while True:
+            try:
+                async with AsyncWeb3(WebSocketProvider(url, max_connection_retries=1)) as w3:
+                    await w3.subscription_manager.subscribe(NewHeadsSubscription(handler=on_head))
+                    await w3.subscription_manager.handle_subscriptions(run_forever=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # any failure of the hint channel: retry later
+                self.log.info("newHeads subscription on %s ended: %r; polling meanwhile", url, exc)
+            await asyncio.sleep(5)
 
     # -- typed helpers -- #
 

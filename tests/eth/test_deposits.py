@@ -117,3 +117,22 @@ async def test_misconfiguration_stops_the_node_naming_the_key(
         code = await asyncio.wait_for(node.run(), 30)
         assert code == 1, override
         assert key in caplog.text, (override, caplog.text)
+
+
+async def test_websocket_endpoint_and_new_heads_wake_the_scan(
+    tmp_path: Path, anvil: Anvil, chain: Chain, bridge: dict[str, Any]
+) -> None:
+    ws_url = anvil.url.replace("http://", "ws://")
+    # A poll interval far longer than the wait below: only a newHeads wake-up can be in time.
+    table = deposits_table(ws_url, bridge, poll_interval=600)
+    home = make_home(tmp_path / "n", table)
+    token = chain.contract("TestToken", bridge["token"])
+    await chain.call(token.functions.mint(chain.account.address, 10**21))
+    recipient = Account.create().address
+    async with running(home) as node:
+        status = node.listener_status["eth_deposits"]
+        await wait_for(lambda: "safe_block" in status.info)
+        await asyncio.sleep(0.5)  # let the first pass go to sleep
+        await deposit(chain, bridge["escrow"], 55, recipient)
+        await wait_for(lambda: balance(node, recipient), timeout=60)
+        assert await balance(node, recipient) == 55

@@ -1,0 +1,326 @@
+"""The canonical transaction encoding, its payloads, and both signature schemes."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import replace
+
+import pytest
+from eth_account import Account
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.encoding import MAX_U64, Reader, Writer
+from bridge.errors import DecodeError, TxCode, TxError
+from bridge.keys import NodeKey
+from bridge.txs import (
+    MAX_TX_BYTES,
+    TX_TYPES,
+    VERSION,
+    Transfer,
+    Tx,
+    Vote,
+    decode_payload,
+    encode_join,
+)
+
+KEY = NodeKey.from_seed(bytes(range(32)))
+SAMPLE_VOTE = Vote((("a", b""), ("b_2", b"\x00" * 10)))
+
+
+def sample_tx(**changes: object) -> Tx:
+    tx = Tx("bridge-test", "vote", KEY.public, 7, Vote((("credit", b"\x01\x02"),)).encode())
+    return replace(tx, **changes)  # type: ignore[arg-type]
+
+
+def test_roundtrip_is_exact() -> None:
+    tx = sample_tx().sign_ed25519(KEY)
+    raw = tx.encode()
+    decoded = Tx.decode(raw)
+    assert decoded == tx
+    assert decoded.encode() == raw
+    assert decoded.hash() == tx.hash()
+
+
+def test_layout_is_the_documented_one() -> None:
+    tx = Tx("c", "leave", b"\xaa" * 32, 258, b"", b"\x55" * 64)
+    expected = (
+        bytes([VERSION])
+        + struct.pack(">I", 1)
+        + b"c"
+        + struct.pack(">I", 5)
+        + b"leave"
+        + struct.pack(">I", 32)
+        + b"\xaa" * 32
+        + (258).to_bytes(8, "big")
+        + struct.pack(">I", 0)
+        + struct.pack(">I", 64)
+        + b"\x55" * 64
+    )
+    assert tx.encode() == expected
+
+
+def expect_code(raw: bytes, code: TxCode) -> TxError:
+    with pytest.raises(TxError) as info:
+        Tx.decode(raw)
+    assert info.value.code == code, str(info.value)
+    return info.value
+
+
+def test_trailing_bytes_rejected() -> None:
+    raw = sample_tx().sign_ed25519(KEY).encode()
+    err = expect_code(raw + b"\x00", TxCode.MALFORMED)
+    assert "trailing" in str(err)
+
+
+@pytest.mark.parametrize("cut", [0, 1, 5, 20, -65, -1])
+def test_truncated_bytes_rejected(cut: int) -> None:
+    raw = sample_tx().sign_ed25519(KEY).encode()
+    expect_code(raw[:cut], TxCode.MALFORMED)
+
+
+@pytest.mark.parametrize("version", [0, 2, 255])
+def test_wrong_version_rejected(version: int) -> None:
+    raw = sample_tx().sign_ed25519(KEY).encode()
+    err = expect_code(bytes([version]) + raw[1:], TxCode.MALFORMED)
+    assert "version" in str(err)
+
+
+def test_length_prefix_beyond_data_rejected() -> None:
+    raw = bytearray(sample_tx().encode())
+    raw[1:5] = struct.pack(">I", 2**32 - 1)  # chain id length
+    expect_code(bytes(raw), TxCode.MALFORMED)
+
+
+def test_overlong_fields_rejected() -> None:
+    expect_code(sample_tx(chain_id="c" * 129).encode(), TxCode.MALFORMED)
+    expect_code(sample_tx(signer=b"\x01" * 33).encode(), TxCode.MALFORMED)
+    expect_code(sample_tx(signature=b"\x01" * 66).encode(), TxCode.MALFORMED)
+
+
+def test_invalid_utf8_rejected() -> None:
+    raw = Writer().u8(VERSION).blob(b"\xff\xfe").text("vote").blob(KEY.public).u64(0).blob(b"").blob(b"")
+    expect_code(raw.finish(), TxCode.MALFORMED)
+
+
+def test_unknown_type_and_bad_signer_length() -> None:
+    expect_code(sample_tx(type="mint").encode(), TxCode.UNKNOWN_TYPE)
+    expect_code(sample_tx(signer=b"\x01" * 31).encode(), TxCode.MALFORMED)
+
+
+def test_too_large_rejected_before_parsing() -> None:
+    expect_code(b"\x01" * (MAX_TX_BYTES + 1), TxCode.TOO_LARGE)
+
+
+# -- the integer encodings -- #
+
+
+@pytest.mark.parametrize("value", [0, 1, 255, 256, 2**64, 2**255])
+def test_uint_roundtrip_is_minimal(value: int) -> None:
+    raw = Writer().uint(value).finish()
+    assert struct.unpack(">I", raw[:4])[0] == (value.bit_length() + 7) // 8
+    r = Reader(raw)
+    assert r.uint() == value
+    r.done()
+
+
+@pytest.mark.parametrize("raw", [b"\x00", b"\x00\x01", b"\x00\x00\x00\x05"])
+def test_non_minimal_uint_rejected(raw: bytes) -> None:
+    with pytest.raises(DecodeError, match="leading zero"):
+        Reader(Writer().blob(raw).finish()).uint()
+
+
+def test_non_minimal_uint_in_transfer_payload_rejected() -> None:
+    good = Transfer(b"\x02" * 20, 5).encode()
+    bad = Writer().blob(b"\x02" * 20).blob(b"\x00\x05").finish()
+    tx = Tx("c", "transfer", b"\x01" * 20, 0, good)
+    assert decode_payload(tx) == Transfer(b"\x02" * 20, 5)
+    with pytest.raises(TxError) as info:
+        decode_payload(replace(tx, payload=bad))
+    assert info.value.code == TxCode.INVALID_PAYLOAD
+
+
+def test_uint_too_wide_rejected() -> None:
+    with pytest.raises(DecodeError, match="exceeds the limit"):
+        Reader(Writer().uint(2**256).finish()).uint()
+
+
+def test_negative_uint_cannot_be_written() -> None:
+    with pytest.raises(ValueError):
+        Writer().uint(-1)
+
+
+# -- payloads -- #
+
+
+@pytest.mark.parametrize(
+    ("type_", "payload", "expected"),
+    [
+        ("vote", SAMPLE_VOTE.encode(), SAMPLE_VOTE),
+        ("join", encode_join(5), 5),
+        ("approve", b"\x07" * 32, b"\x07" * 32),
+        ("remove", b"\x08" * 32, b"\x08" * 32),
+        ("leave", b"", None),
+        ("transfer", Transfer(b"\x09" * 32, 2**200).encode(), Transfer(b"\x09" * 32, 2**200)),
+    ],
+)
+def test_payload_roundtrip(type_: str, payload: bytes, expected: object) -> None:
+    assert decode_payload(Tx("c", type_, KEY.public, 0, payload)) == expected
+
+
+@pytest.mark.parametrize(
+    ("type_", "payload"),
+    [
+        ("vote", Writer().u32(0).finish()),  # no events
+        ("vote", Vote((("a", b""),)).encode() + b"\x00"),  # trailing byte
+        ("join", encode_join(5)[:-1]),
+        ("join", Writer().u64(0).finish()),  # zero power
+        ("approve", b"\x07" * 31),
+        ("leave", b"\x00"),
+        ("transfer", Writer().blob(b"\x01" * 21).uint(1).finish()),  # bad recipient
+        ("transfer", Writer().blob(b"\x01" * 20).uint(0).finish()),  # zero amount
+    ],
+)
+def test_invalid_payloads_rejected(type_: str, payload: bytes) -> None:
+    with pytest.raises(TxError) as info:
+        decode_payload(Tx("c", type_, KEY.public, 0, payload))
+    assert info.value.code == TxCode.INVALID_PAYLOAD
+
+
+def test_encode_join_bounds() -> None:
+    assert Reader(encode_join(MAX_U64)).u64() == MAX_U64
+    for bad in (0, -1, MAX_U64 + 1):
+        with pytest.raises(ValueError):
+            encode_join(bad)
+
+
+# -- signatures -- #
+
+
+def test_ed25519_signature_verifies_and_tampering_fails() -> None:
+    tx = sample_tx().sign_ed25519(KEY)
+    assert len(tx.signature) == 64
+    assert tx.verify()
+    assert Tx.decode(tx.encode()).verify()
+    for tampered in (
+        replace(tx, nonce=tx.nonce + 1),
+        replace(tx, chain_id="other-chain"),
+        replace(tx, type="leave"),
+        replace(tx, payload=tx.payload + b"\x00"),
+        replace(tx, signature=bytes([tx.signature[0] ^ 1]) + tx.signature[1:]),
+        replace(tx, signature=b""),
+        replace(tx, signer=NodeKey.generate().public),
+    ):
+        assert not tampered.verify(), tampered
+
+
+def test_ed25519_signature_is_domain_separated() -> None:
+    tx = sample_tx()
+    # A signature over the bare unsigned bytes (no prefix) must not verify.
+    assert not replace(tx, signature=KEY.sign(tx.unsigned())).verify()
+
+
+def test_ed25519_sign_requires_matching_key() -> None:
+    with pytest.raises(AssertionError):
+        sample_tx().sign_ed25519(NodeKey.generate())
+
+
+def test_eip712_signature_verifies_and_tampering_fails() -> None:
+    account = Account.create()
+    signer = bytes.fromhex(account.address[2:])
+    tx = Tx("bridge-test", "transfer", signer, 3, Transfer(b"\x01" * 20, 10).encode()).sign_eth(account.key)
+    assert len(tx.signature) == 65
+    assert tx.verify()
+    assert Tx.decode(tx.encode()).verify()
+    other = bytes.fromhex(Account.create().address[2:])
+    for tampered in (
+        replace(tx, nonce=4),
+        replace(tx, chain_id="other-chain"),
+        replace(tx, type="vote"),
+        replace(tx, payload=Transfer(b"\x01" * 20, 11).encode()),
+        replace(tx, signer=other),
+        replace(tx, signature=tx.signature[:64] + bytes([tx.signature[64] ^ 1])),
+        replace(tx, signature=bytes(65)),
+        replace(tx, signature=tx.signature[:64]),
+    ):
+        assert not tampered.verify(), tampered
+
+
+def test_eip712_signature_from_other_account_fails() -> None:
+    signer = bytes.fromhex(Account.create().address[2:])
+    tx = Tx("bridge-test", "transfer", signer, 0, b"").sign_eth(Account.create().key)
+    assert not tx.verify()
+
+
+# -- properties -- #
+
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=20).filter(lambda s: len(s.encode()) <= 32)
+txs = st.builds(
+    Tx,
+    chain_id=texts,
+    type=st.sampled_from(TX_TYPES),
+    signer=st.one_of(st.binary(min_size=20, max_size=20), st.binary(min_size=32, max_size=32)),
+    nonce=st.integers(0, MAX_U64),
+    payload=st.binary(max_size=64),
+    signature=st.binary(max_size=65),
+)
+
+
+@given(txs)
+def test_any_tx_roundtrips(tx: Tx) -> None:
+    raw = tx.encode()
+    decoded = Tx.decode(raw)
+    assert decoded == tx
+    assert decoded.encode() == raw
+
+
+def mutate(raw: bytes, data: st.DataObject) -> bytes:
+    if not raw:
+        return raw
+    i = data.draw(st.integers(0, len(raw) - 1))
+    return raw[:i] + bytes([data.draw(st.integers(0, 255))]) + raw[i + 1 :]
+
+
+def check_decode(raw: bytes) -> None:
+    try:
+        tx = Tx.decode(raw)
+    except TxError as exc:
+        assert exc.code in (TxCode.MALFORMED, TxCode.UNKNOWN_TYPE, TxCode.TOO_LARGE)
+        return
+    assert tx.encode() == raw
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_random_bytes_only_raise_tx_error(raw: bytes) -> None:
+    check_decode(bytes([VERSION]) + raw)
+    check_decode(raw)
+
+
+@settings(max_examples=300)
+@given(txs, st.data())
+def test_mutated_encodings_only_raise_tx_error(tx: Tx, data: st.DataObject) -> None:
+    check_decode(mutate(tx.encode(), data))
+
+
+def encode_payload(type_: str, value: object) -> bytes:
+    if isinstance(value, Vote | Transfer):
+        return value.encode()
+    if type_ == "join":
+        assert isinstance(value, int)
+        return encode_join(value)
+    if type_ == "leave":
+        return b""
+    assert isinstance(value, bytes)
+    return value
+
+
+@settings(max_examples=300)
+@given(st.sampled_from(TX_TYPES), st.binary(max_size=80))
+def test_random_payloads_only_raise_tx_error_and_roundtrip(type_: str, payload: bytes) -> None:
+    try:
+        value = decode_payload(Tx("c", type_, KEY.public, 0, payload))
+    except TxError as exc:
+        assert exc.code == TxCode.INVALID_PAYLOAD
+        return
+    assert encode_payload(type_, value) == payload
