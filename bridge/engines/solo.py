@@ -70,7 +70,7 @@ class SoloEngine:
         self.on_commit: list[OnCommit] = []
         self.caught_up = True  # a single validator is always at the tip
         self._clock_ns = clock_ns
-        self._last_time = 0
+        self._last_time = ledger.time_ns
 
     async def submit(self, raw: bytes) -> TxResult:
         result = await self.ledger.check_tx(raw)

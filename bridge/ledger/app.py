@@ -102,7 +102,8 @@ class Ledger:
         self.app_hash = b""
         self.vote_fee = 0
         self.validators: dict[bytes, int] = {}  # committed set
-        self._pending: tuple[int, bytes] | None = None
+        self.time_ns = 0  # time of the last committed block
+        self._pending: tuple[int, bytes, int] | None = None
         # Signed transactions the proposer adds to its own proposals (its votes).
         self.injector: Callable[[], list[bytes]] | None = None
 
@@ -125,6 +126,7 @@ class Ledger:
         self.height = int.from_bytes((await s.get_meta("height")) or b"", "big")
         self.app_hash = (await s.get_meta("app_hash")) or b""
         self.vote_fee = int.from_bytes((await s.get_meta("vote_fee")) or b"", "big")
+        self.time_ns = int.from_bytes((await s.get_meta("time_ns")) or b"", "big")
         self.validators = await s.validators()
 
     # -- ABCI: info and genesis -- #
@@ -244,17 +246,18 @@ class Ledger:
             if before.get(k, 0) != after.get(k, 0)
         )
         app_hash = block_hash(self.app_hash, block.height, s.log)
-        self._pending = (block.height, app_hash)
+        self._pending = (block.height, app_hash, block.time_ns)
         return BlockResult(results, updates, app_hash, resolved)
 
     async def commit(self) -> None:
         if self._pending is None:
             raise RuntimeError("commit without a finalized block")
-        height, app_hash = self._pending
+        height, app_hash, time_ns = self._pending
         await self.state.set_meta("height", height.to_bytes(8, "big"))
         await self.state.set_meta("app_hash", app_hash)
+        await self.state.set_meta("time_ns", time_ns.to_bytes(8, "big"))
         await self.state.commit()
-        self.height, self.app_hash, self._pending = height, app_hash, None
+        self.height, self.app_hash, self.time_ns, self._pending = height, app_hash, time_ns, None
         self.validators = await self.state.validators()
 
     async def _deliver(self, raw: bytes, ctx: BlockContext) -> TxResult:
