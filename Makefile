@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 .PHONY: install demo test test-unit lint typecheck e2e clean
 
 include contracts.mk
+include cometbft.mk
 
-install: $(STAMP) node-tools
+install: $(STAMP) node-tools cometbft
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
