@@ -127,7 +127,7 @@ async def status(request: web.Request) -> web.Response:
                 for name, state in node.supervisor.states.items()
             },
             "events": await node.store.counts(),
-            "mempool": len(node.engine.mempool),
+            "mempool": node.engine.mempool_size,
         }
     )
 

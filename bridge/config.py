@@ -24,10 +24,18 @@ class Section(BaseModel):
 
 
 class NodeConfig(Section):
-    engine: Literal["solo"] = Field("solo", description="consensus engine")
+    engine: Literal["solo", "cometbft"] = Field(
+        "solo", description='"solo": one validator in this process; "cometbft": a real network'
+    )
     block_interval: float = Field(0.2, gt=0, description="seconds between solo blocks")
     max_block_bytes: int = Field(4 << 20, ge=1024, description="byte cap of a block's transactions")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class CometConfig(Section):
+    home: str = Field("cometbft", description="CometBFT's home, relative to the node's home")
+    binary: str = Field("", description="the cometbft binary (default: the project's .tools/bin, then PATH)")
+    rpc_laddr: str = Field("tcp://127.0.0.1:26657", description="CometBFT's RPC address (loopback)")
 
 
 class ApiConfig(Section):
@@ -56,6 +64,7 @@ class Settings(BaseSettings):
 
     node: NodeConfig = Field(default_factory=NodeConfig)  # type: ignore[arg-type]
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
+    cometbft: CometConfig = Field(default_factory=CometConfig)  # type: ignore[arg-type]
     broadcaster: BroadcasterConfig = Field(default_factory=BroadcasterConfig)  # type: ignore[arg-type]
     listeners: ListenersConfig = Field(default_factory=ListenersConfig)  # type: ignore[arg-type]
     app: AppConfig = Field(default_factory=AppConfig)

@@ -9,24 +9,43 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Protocol
 
 from aiohttp import web
 
 from bridge import api
 from bridge.broadcaster import Broadcaster
 from bridge.config import DATA_DIR, GENESIS_FILE, KEY_FILE, Settings, load_config
+from bridge.engines.cometbft import CometEngine
 from bridge.engines.solo import SoloEngine
 from bridge.errors import ConfigError
 from bridge.eventstore import PENDING, VOTED, EventStore
 from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
-from bridge.ledger import BlockResult, Genesis, Ledger
+from bridge.ledger import BlockResult, Genesis, Ledger, TxResult
 from bridge.metrics import ListenerCollector, Metrics
 from bridge.supervisor import Supervisor
 from listeners import ListenerStatus, Service, registered_listeners
 
 log = logging.getLogger("bridge.node")
+
+BUNDLED_COMETBFT = Path(__file__).resolve().parents[1] / ".tools" / "bin" / "cometbft"
+
+
+class Engine(Protocol):
+    """What the node needs of a consensus engine (solo or CometBFT)."""
+
+    on_commit: list[Callable[[BlockResult], Awaitable[None]]]
+
+    @property
+    def caught_up(self) -> bool: ...
+    @property
+    def mempool_size(self) -> int: ...
+    async def submit(self, raw: bytes) -> TxResult: ...
+    async def run(self) -> None: ...
 
 
 class Node:
@@ -59,6 +78,30 @@ class Node:
             identity=self.key.public,
             chain_id=self.ledger.chain_id,
             status=self.listener_status.setdefault(name, ListenerStatus()),
+        )
+
+    async def _engine(self) -> Engine:
+        s = self.settings
+        if s.node.engine == "solo":
+            await self.ledger.init_chain(self.genesis)
+            return SoloEngine(
+                self.ledger,
+                self.key,
+                block_interval=s.node.block_interval,
+                max_block_bytes=s.node.max_block_bytes,
+            )
+        binary = s.cometbft.binary or shutil.which(str(BUNDLED_COMETBFT)) or shutil.which("cometbft")
+        if not binary:
+            raise ConfigError(
+                f"cometbft.binary: no cometbft at {BUNDLED_COMETBFT} or on PATH (run `make cometbft`)"
+            )
+        # CometBFT calls InitChain itself, with its own genesis, which must match ours.
+        return CometEngine(
+            self.ledger,
+            self.genesis,
+            binary=binary,
+            home=self.home / s.cometbft.home,
+            rpc_laddr=s.cometbft.rpc_laddr,
         )
 
     @property
@@ -104,13 +147,7 @@ class Node:
                     f"data in {data} belongs to chain {self.ledger.chain_id!r}, "
                     f"but genesis says {self.genesis.chain_id!r}"
                 )
-            await self.ledger.init_chain(self.genesis)
-            self.engine = SoloEngine(
-                self.ledger,
-                self.key,
-                block_interval=s.node.block_interval,
-                max_block_bytes=s.node.max_block_bytes,
-            )
+            self.engine = await self._engine()
             self.broadcaster = Broadcaster(
                 self.store,
                 self.ledger,

@@ -72,6 +72,10 @@ class SoloEngine:
         self._clock_ns = clock_ns
         self._last_time = ledger.time_ns
 
+    @property
+    def mempool_size(self) -> int:
+        return len(self.mempool)
+
     async def submit(self, raw: bytes) -> TxResult:
         result = await self.ledger.check_tx(raw)
         if result.ok and not self.mempool.add(Tx.decode(raw), raw):

@@ -1,0 +1,196 @@
+"""``bridge devnet``: N validators on 127.0.0.1, each a bridge node supervising its CometBFT.
+
+The homes are generated here, in Python (no ``cometbft init``): the node's config.toml and
+ledger genesis, one ed25519 key per validator used both by CometBFT and by the ledger, and
+CometBFT's own config, genesis and keys. The docker compose file is generated from the same
+code, so the process devnet and the compose network cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bridge.config import CONFIG_FILE, DATA_DIR, GENESIS_FILE, KEY_FILE
+from bridge.engines.cometbft import address
+from bridge.keys import NodeKey
+from bridge.ledger import Genesis
+
+POWER = 10
+# Fast consensus for one machine; create_empty_blocks keeps blocks (and expiry) moving.
+CONSENSUS = {
+    "timeout_propose": "1s",
+    "timeout_propose_delta": "200ms",
+    "timeout_prevote": "200ms",
+    "timeout_prevote_delta": "100ms",
+    "timeout_precommit": "200ms",
+    "timeout_precommit_delta": "100ms",
+    "timeout_commit": "300ms",
+    "create_empty_blocks": True,
+    "create_empty_blocks_interval": "0s",
+}
+
+
+@dataclass(frozen=True)
+class Ports:
+    api: int
+    p2p: int
+    rpc: int
+
+    @classmethod
+    def of(cls, base: int, index: int) -> Ports:
+        start = base + 10 * index
+        return cls(api=start, p2p=start + 6, rpc=start + 7)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, bool) else ("true" if value else "false")
+
+
+def node_id(p2p_key: NodeKey) -> str:
+    return address(p2p_key.public).hex()
+
+
+def comet_genesis(
+    chain_id: str, validators: list[tuple[bytes, int]], time: datetime.datetime
+) -> dict[str, Any]:
+    return {
+        "genesis_time": time.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "chain_id": chain_id,
+        "initial_height": "1",
+        "consensus_params": {
+            "block": {"max_bytes": "22020096", "max_gas": "-1"},
+            "evidence": {
+                "max_age_num_blocks": "100000",
+                "max_age_duration": "172800000000000",
+                "max_bytes": "1048576",
+            },
+            "validator": {"pub_key_types": ["ed25519"]},
+            "version": {"app": "0"},
+            "abci": {"vote_extensions_enable_height": "0"},
+        },
+        "validators": [
+            {
+                "address": address(k).hex().upper(),
+                "pub_key": {"type": "tendermint/PubKeyEd25519", "value": _b64(k)},
+                "power": str(p),
+                "name": f"validator{i}",
+            }
+            for i, (k, p) in enumerate(validators)
+        ],
+        "app_hash": "",
+    }
+
+
+def write_comet_home(
+    home: Path,
+    key: NodeKey,
+    p2p_key: NodeKey,
+    genesis: dict[str, Any],
+    ports: Ports,
+    peers: str,
+    moniker: str,
+) -> None:
+    config, data = home / "config", home / "data"
+    config.mkdir(parents=True, exist_ok=True)
+    data.mkdir(parents=True, exist_ok=True)
+    private = {"type": "tendermint/PrivKeyEd25519", "value": _b64(key.seed() + key.public)}
+    (config / "priv_validator_key.json").write_text(
+        json.dumps(
+            {
+                "address": address(key.public).hex().upper(),
+                "pub_key": {"type": "tendermint/PubKeyEd25519", "value": _b64(key.public)},
+                "priv_key": private,
+            },
+            indent=2,
+        )
+    )
+    p2p_private = {"type": "tendermint/PrivKeyEd25519", "value": _b64(p2p_key.seed() + p2p_key.public)}
+    (config / "node_key.json").write_text(json.dumps({"priv_key": p2p_private}, indent=2))
+    (data / "priv_validator_state.json").write_text(json.dumps({"height": "0", "round": 0, "step": 0}))
+    (config / "genesis.json").write_text(json.dumps(genesis, indent=2))
+    sections: dict[str, dict[str, Any]] = {
+        "": {"moniker": moniker},
+        "rpc": {"laddr": f"tcp://127.0.0.1:{ports.rpc}"},
+        "p2p": {
+            "laddr": f"tcp://127.0.0.1:{ports.p2p}",
+            "persistent_peers": peers,
+            "addr_book_strict": False,
+            "allow_duplicate_ip": True,
+            "pex": False,
+        },
+        "consensus": CONSENSUS,
+        "instrumentation": {"prometheus": False},
+    }
+    lines = ["# Written by `bridge devnet`; CometBFT fills in every other key with its default."]
+    for section, values in sections.items():
+        if section:
+            lines.append(f"\n[{section}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+    (config / "config.toml").write_text("\n".join(lines) + "\n")
+
+
+def write_node_home(
+    home: Path,
+    key: NodeKey,
+    genesis: Genesis,
+    ports: Ports,
+    extensions: dict[str, dict[str, Any]],
+) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / DATA_DIR).mkdir(exist_ok=True)
+    key.save(home / KEY_FILE)
+    genesis.save(home / GENESIS_FILE)
+    lines = [
+        "# Written by `bridge devnet`.",
+        "[node]",
+        'engine = "cometbft"',
+        "",
+        "[api]",
+        'host = "127.0.0.1"',
+        f"port = {ports.api}",
+        "",
+        "[cometbft]",
+        'home = "cometbft"',
+        f'rpc_laddr = "tcp://127.0.0.1:{ports.rpc}"',
+    ]
+    for name, table in sorted(extensions.items()):
+        lines += ["", f"[app.extensions.{name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
+    (home / CONFIG_FILE).write_text("\n".join(lines) + "\n")
+
+
+def write_devnet(
+    directory: Path,
+    validators: int,
+    *,
+    chain_id: str = "bridge-devnet",
+    base_port: int = 26600,
+    extensions: dict[str, dict[str, Any]] | None = None,
+    observers: int = 0,
+) -> list[Path]:
+    """Write ``validators`` validator homes and ``observers`` non-validator homes (which can
+    ask to join later) into ``directory``; returns the homes, validators first."""
+    total = validators + observers
+    keys = [NodeKey.generate() for _ in range(total)]
+    p2p_keys = [NodeKey.generate() for _ in range(total)]
+    ports = [Ports.of(base_port, i) for i in range(total)]
+    members = [(k.public, POWER) for k in keys[:validators]]
+    time = datetime.datetime.now(datetime.UTC)
+    ledger_genesis = Genesis(chain_id, tuple(sorted(members)), time_ns=int(time.timestamp()) * 10**9)
+    comet = comet_genesis(chain_id, members, time)
+    homes = []
+    for i in range(total):
+        home = directory / f"node{i}"
+        peers = ",".join(f"{node_id(p2p_keys[j])}@127.0.0.1:{ports[j].p2p}" for j in range(total) if j != i)
+        write_node_home(home, keys[i], ledger_genesis, ports[i], extensions or {})
+        write_comet_home(home / "cometbft", keys[i], p2p_keys[i], comet, ports[i], peers, f"node{i}")
+        homes.append(home)
+    return homes

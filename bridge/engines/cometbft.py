@@ -1,0 +1,233 @@
+"""The CometBFT engine: real multi-validator networks.
+
+The node serves the ledger over ABCI (a unix socket in the node's home) and supervises the
+pinned ``cometbft`` binary as a child process: started after the ABCI server, stopped before
+it, restarted together after a crash, and killed by the kernel if this process dies
+(``PR_SET_PDEATHSIG``), so a SIGKILLed node never leaves an orphan behind. Transactions go in
+through CometBFT's RPC ``broadcast_tx_sync``, never from inside an ABCI handler: commit
+callbacks run on their own task, after the commit has been answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ctypes
+import hashlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bridge import __version__
+from bridge.engines.abci import AbciServer
+from bridge.engines.abci.types import (
+    CheckTxRequest,
+    CheckTxResponse,
+    CommitRequest,
+    CommitResponse,
+    ExecTxResult,
+    FinalizeBlockRequest,
+    FinalizeBlockResponse,
+    InfoRequest,
+    InfoResponse,
+    InitChainRequest,
+    InitChainResponse,
+    PrepareProposalRequest,
+    PrepareProposalResponse,
+    ProcessProposalRequest,
+    ProcessProposalResponse,
+    ProposalStatus,
+    QueryRequest,
+    QueryResponse,
+    ValidatorUpdate,
+)
+from bridge.errors import TxCode
+from bridge.ledger import Block, BlockResult, Genesis, Ledger, TxResult
+
+log = logging.getLogger("bridge.engines.cometbft")
+
+OnCommit = Callable[[BlockResult], Awaitable[None]]
+
+
+def address(pubkey: bytes) -> bytes:
+    """CometBFT's validator address: the first 20 bytes of sha256(ed25519 public key)."""
+    return hashlib.sha256(pubkey).digest()[:20]
+
+
+class LedgerApplication:
+    """The ledger behind CometBFT's ABCI connections (one app-wide lock is the server's)."""
+
+    def __init__(self, ledger: Ledger, genesis: Genesis, committed: asyncio.Queue[BlockResult]) -> None:
+        self.ledger, self.genesis, self._committed = ledger, genesis, committed
+        self._result: BlockResult | None = None
+
+    async def info(self, req: InfoRequest) -> InfoResponse:
+        height, app_hash = await self.ledger.info()
+        return InfoResponse("bridge", __version__, 1, height, app_hash)
+
+    async def init_chain(self, req: InitChainRequest) -> InitChainResponse:
+        ours = sorted(self.genesis.validators)
+        theirs = sorted((v.pub_key.ed25519, v.power) for v in req.validators if v.pub_key)
+        if req.chain_id != self.genesis.chain_id or ours != theirs:
+            raise ValueError(
+                "CometBFT's genesis (chain id, validators) differs from the ledger's genesis.json"
+            )
+        return InitChainResponse(app_hash=await self.ledger.init_chain(self.genesis))
+
+    async def query(self, req: QueryRequest) -> QueryResponse:
+        if req.path == "/balance":
+            account = req.data.decode(errors="replace").lower()
+            return QueryResponse(
+                value=str(await self.ledger.balance(account)).encode(), height=self.ledger.height
+            )
+        return QueryResponse(code=1, log="unknown path; the node's HTTP API answers queries")
+
+    async def check_tx(self, req: CheckTxRequest) -> CheckTxResponse:
+        result = await self.ledger.check_tx(req.tx)
+        return CheckTxResponse(code=int(result.code), log=result.log)
+
+    async def prepare_proposal(self, req: PrepareProposalRequest) -> PrepareProposalResponse:
+        return PrepareProposalResponse(
+            tuple(await self.ledger.prepare_proposal(list(req.txs), req.max_tx_bytes))
+        )
+
+    async def process_proposal(self, req: ProcessProposalRequest) -> ProcessProposalResponse:
+        ok = await self.ledger.process_proposal(list(req.txs))
+        return ProcessProposalResponse(ProposalStatus.ACCEPT if ok else ProposalStatus.REJECT)
+
+    async def finalize_block(self, req: FinalizeBlockRequest) -> FinalizeBlockResponse:
+        proposers = {address(k): k for k in self.ledger.validators}
+        block = Block(req.height, req.time, proposers.get(req.proposer_address, b""), tuple(req.txs))
+        result = self._result = await self.ledger.finalize_block(block)
+        return FinalizeBlockResponse(
+            tx_results=tuple(ExecTxResult(code=int(r.code), log=r.log) for r in result.tx_results),
+            validator_updates=tuple(ValidatorUpdate.ed25519(k, p) for k, p in result.validator_updates),
+            app_hash=result.app_hash,
+        )
+
+    async def commit(self, req: CommitRequest) -> CommitResponse:
+        await self.ledger.commit()
+        if self._result is not None:
+            self._committed.put_nowait(self._result)  # handled after this answer, off the lock
+            self._result = None
+        return CommitResponse()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGKILL when the node process dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class CometEngine:
+    def __init__(
+        self,
+        ledger: Ledger,
+        genesis: Genesis,
+        *,
+        binary: str,
+        home: Path,
+        rpc_laddr: str,
+        restart_delay: float = 1.0,
+    ) -> None:
+        self.ledger, self.binary, self.home, self.rpc_laddr = ledger, binary, home, rpc_laddr
+        self.rpc_url = "http://" + rpc_laddr.removeprefix("tcp://")
+        self.restart_delay = restart_delay
+        self.on_commit: list[OnCommit] = []
+        self.caught_up = False
+        self.mempool_size = 0
+        self.crashes = 0
+        self._committed: asyncio.Queue[BlockResult] = asyncio.Queue()
+        self.app = LedgerApplication(ledger, genesis, self._committed)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def abci_address(self) -> str:
+        return f"unix://{self.home / 'abci.sock'}"
+
+    async def _rpc(self, method: str, params: dict[str, Any]) -> Any:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        async with self._session.post(self.rpc_url, json=body) as response:
+            data = await response.json(content_type=None)
+        if "error" in data:
+            raise RuntimeError(f"{method}: {data['error']}")
+        return data["result"]
+
+    async def submit(self, raw: bytes) -> TxResult:
+        try:
+            result = await self._rpc("broadcast_tx_sync", {"tx": base64.b64encode(raw).decode()})
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            return TxResult(TxCode.INTERNAL, f"CometBFT did not take the transaction: {exc}")
+        return TxResult(
+            TxCode(result["code"]) if result["code"] in TxCode._value2member_map_ else TxCode.INTERNAL,
+            result.get("log", ""),
+        )
+
+    async def _deliver_commits(self) -> None:
+        while True:
+            result = await self._committed.get()
+            for callback in self.on_commit:
+                await callback(result)
+
+    async def _watch_status(self) -> None:
+        while True:
+            try:
+                status = await self._rpc("status", {})
+                unconfirmed = await self._rpc("num_unconfirmed_txs", {})
+                self.caught_up = not status["sync_info"]["catching_up"]
+                self.mempool_size = int(unconfirmed["n_txs"])
+            except (aiohttp.ClientError, TimeoutError, RuntimeError, KeyError, ValueError):
+                self.caught_up = False
+            await asyncio.sleep(0.5)
+
+    async def run(self) -> None:
+        server = AbciServer(self.app, self.abci_address)
+        await server.start()
+        helpers = [asyncio.create_task(self._deliver_commits()), asyncio.create_task(self._watch_status())]
+        try:
+            while True:
+                await self._run_cometbft()
+                self.crashes += 1
+                self.caught_up = False
+                log.error("cometbft exited; restarting it in %.1fs", self.restart_delay)
+                await asyncio.sleep(self.restart_delay)
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            await server.close()
+            if self._session is not None:
+                await self._session.close()
+
+    async def _run_cometbft(self) -> None:
+        """Run the child until it exits; on cancellation stop it with SIGTERM, then SIGKILL."""
+        args = [
+            self.binary,
+            "start",
+            "--home",
+            str(self.home),
+            "--proxy_app",
+            self.abci_address,
+            "--rpc.laddr",
+            self.rpc_laddr,
+        ]
+        with (self.home / "cometbft.log").open("ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                *args, stdout=out, stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+        try:
+            await process.wait()
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 10)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
