@@ -12,8 +12,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.deposits import find_deposits
+from bridge.encoding import Reader
 from bridge.errors import TxError
 from bridge.keys import parse_account
+from bridge.ledger import governance
 from bridge.txs import MAX_TX_BYTES, Tx
 
 if TYPE_CHECKING:
@@ -161,8 +163,17 @@ async def resolutions(request: web.Request) -> web.Response:
 @routes.get("/v1/validators")
 async def validators(request: web.Request) -> web.Response:
     ledger = request.app[NODE].ledger
+    requests = []
+    for kind in (governance.JOIN, governance.REMOVE):
+        for item in await ledger.list_resolutions("pending", kind, 1000):
+            body = Reader(bytes.fromhex(str(item["body"])))
+            key, value = body.blob(32).hex(), body.u64()
+            requests.append({**item, "pubkey": key, **({"power": value} if kind == governance.JOIN else {})})
     return web.json_response(
-        {"validators": [{"pubkey": k.hex(), "power": p} for k, p in sorted(ledger.validators.items())]}
+        {
+            "validators": [{"pubkey": k.hex(), "power": p} for k, p in sorted(ledger.validators.items())],
+            "requests": requests,
+        }
     )
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from web3.exceptions import ContractCustomError, Web3Exception
 
 from bridge.config import CONFIG_FILE, CONFIG_TEMPLATE, DATA_DIR, GENESIS_FILE, KEY_FILE
-from bridge.contracts import Chain, deploy_bridge, deposit
+from bridge.contracts import Chain, deploy_bridge, deposit, revert_reason
+from bridge.encoding import event_id
 from bridge.errors import BridgeError
 from bridge.keys import NodeKey
-from bridge.ledger import Genesis
+from bridge.ledger import Genesis, governance
+from bridge.txs import Tx, encode_join
 
 DEFAULT_NODE = "http://127.0.0.1:8080"
 
@@ -107,7 +110,9 @@ def _run(coro: Any) -> Any:
         return asyncio.run(coro)
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise CliError(f"cannot reach the Ethereum node: {exc}") from None
-    except (ValueError, RuntimeError) as exc:  # web3 and eth-account report bad input so
+    except ContractCustomError as exc:
+        raise CliError(f"the contract refused: {revert_reason(str(exc.data))}") from None
+    except (ValueError, RuntimeError, Web3Exception) as exc:  # how web3 and eth-account report bad input
         raise CliError(str(exc)) from None
 
 
@@ -152,6 +157,76 @@ def cmd_deposit_status(args: argparse.Namespace) -> int:
         if "amount" in d:
             line += f"; {d['amount']} to {d['recipient']} (escrow nonce {d['nonce']})"
         print(line)
+    return 0
+
+
+async def _post_tx(node: str, raw: bytes) -> Any:
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            async with session.post(f"{node.rstrip('/')}/v1/tx", json={"tx": "0x" + raw.hex()}) as response:
+                data = await response.json(content_type=None)
+                if response.status >= 400:
+                    raise CliError(f"transaction rejected: {data.get('error', response.status)}")
+                return data
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise CliError(f"cannot reach the node at {node}: {exc}") from None
+
+
+def _send_governance(args: argparse.Namespace, tx_type: str, payload: bytes) -> int:
+    key = NodeKey.load(args.home / KEY_FILE)
+    status = asyncio.run(_get(f"{args.node.rstrip('/')}/v1/status"))
+    account = asyncio.run(_get(f"{args.node.rstrip('/')}/v1/accounts/0x{key.public.hex()}"))
+    tx = Tx(status["chain_id"], tx_type, key.public, account["nonce"], payload).sign_ed25519(key)
+    result = asyncio.run(_post_tx(args.node, tx.encode()))
+    out = {"tx_hash": result["hash"], "signer": key.public.hex()}
+    if tx_type == "join":
+        out["request_id"] = event_id(
+            governance.JOIN, governance.join_body(key.public, args.power, tx.nonce)
+        ).hex()
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_validators(args: argparse.Namespace) -> int:
+    if args.validators_command == "list":
+        print(json.dumps(asyncio.run(_get(f"{args.node.rstrip('/')}/v1/validators")), indent=2))
+        return 0
+    if args.validators_command == "join":
+        if args.power <= 0:
+            raise CliError("--power must be a positive integer")
+        return _send_governance(args, "join", encode_join(args.power))
+    if args.validators_command == "leave":
+        return _send_governance(args, "leave", b"")
+    try:
+        target = bytes.fromhex(args.id.removeprefix("0x"))
+    except ValueError:
+        target = b""
+    if len(target) != 32:
+        raise CliError(f"{args.id!r} must be 32 bytes of hex")
+    return _send_governance(args, args.validators_command, target)
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    from bridge import devnet
+
+    if args.devnet_command == "up":
+        print(json.dumps(asyncio.run(devnet.up(args.dir, args.validators, args.base_port)), indent=2))
+    elif args.devnet_command == "status":
+        if not (args.dir / devnet.MANIFEST).exists():
+            raise CliError(f"no devnet in {args.dir}")
+        for node in asyncio.run(devnet.status(args.dir)):
+            line = (
+                "down"
+                if not node["up"]
+                else (
+                    f"height {node['height']}  app hash {node['app_hash'][:16]}  "
+                    f"{'validator' if node['validator'] else 'observer'}  "
+                    f"{'caught up' if node['caught_up'] else 'catching up'}"
+                )
+            )
+            print(f"{node['api']}  {line}")
+    else:
+        print(f"stopped {devnet.down(args.dir)} process(es)")
     return 0
 
 
@@ -205,6 +280,39 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument("--node", default=DEFAULT_NODE)
     where.add_argument("--json", action="store_true")
     where.set_defaults(fn=cmd_deposit_status)
+
+    vals = sub.add_parser("validators", help="the validator set and its governance")
+    vals_sub = vals.add_subparsers(dest="validators_command", required=True)
+    for name, help_text in (
+        ("list", "validators and pending join/remove requests"),
+        ("join", "ask to become a validator (signed with this node's key)"),
+        ("approve", "approve a pending join or remove request by its id"),
+        ("remove", "ask to remove a validator by its public key"),
+        ("leave", "leave the validator set"),
+    ):
+        cmd = vals_sub.add_parser(name, help=help_text)
+        cmd.add_argument("--node", default=DEFAULT_NODE)
+        if name != "list":
+            cmd.add_argument("--home", type=Path, required=True, help="the signing node's home")
+        if name == "join":
+            cmd.add_argument("--power", type=int, default=10)
+        if name in ("approve", "remove"):
+            cmd.add_argument("id", help="request id (approve) or validator public key (remove), hex")
+        cmd.set_defaults(fn=cmd_validators)
+
+    net = sub.add_parser("devnet", help="a local CometBFT network of validators, anvil and the escrow")
+    net_sub = net.add_subparsers(dest="devnet_command", required=True)
+    for name, help_text in (
+        ("up", "write the homes and start everything"),
+        ("status", "each node's state"),
+        ("down", "stop everything (logs and homes stay)"),
+    ):
+        cmd = net_sub.add_parser(name, help=help_text)
+        cmd.add_argument("--dir", type=Path, default=Path("devnet"))
+        if name == "up":
+            cmd.add_argument("--validators", type=int, default=4)
+            cmd.add_argument("--base-port", type=int, default=26600, help="node i uses base + 10*i ...")
+        cmd.set_defaults(fn=cmd_devnet)
 
     demo = sub.add_parser("demo", help="anvil + escrow + a validator + deposits, on this machine")
     demo.add_argument("--deposits", type=int, default=3)

@@ -14,6 +14,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.logs import DISCARD
 
@@ -74,10 +75,23 @@ class Chain:
         return await self.send(await fn.build_transaction({"from": self.account.address}))
 
 
+def revert_reason(data: str) -> str:
+    """Name a custom error from its selector, using the ABIs of the committed artifacts."""
+    for path in sorted(ARTIFACTS.glob("*.json")):
+        for item in artifact(path.stem)["abi"]:
+            if item.get("type") == "error":
+                signature = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
+                if data.startswith("0x" + keccak(text=signature).hex()[:8]):
+                    return f"{item['name']} ({data})"
+    return data
+
+
 async def deploy_bridge(chain: Chain, token: str | None = None) -> dict[str, Any]:
-    """Deploy a TestToken (unless ``token`` is given) and a BridgeEscrow for it."""
+    """Deploy a TestToken (unless ``token`` is given: then 10**24 are minted to the deployer)
+    and a BridgeEscrow for it."""
     if token is None:
         token, _ = await chain.deploy("TestToken", "Bridge Test Token", "BTT")
+        await chain.call(chain.contract("TestToken", token).functions.mint(chain.account.address, 10**24))
     escrow, block = await chain.deploy("BridgeEscrow", chain.w3.to_checksum_address(token))
     return {
         "chain_id": await chain.w3.eth.chain_id,

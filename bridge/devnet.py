@@ -8,15 +8,24 @@ code, so the process devnet and the compose network cannot drift apart.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bridge.config import CONFIG_FILE, DATA_DIR, GENESIS_FILE, KEY_FILE
 from bridge.engines.cometbft import address
+from bridge.errors import BridgeError
 from bridge.keys import NodeKey
 from bridge.ledger import Genesis
 
@@ -194,3 +203,139 @@ def write_devnet(
         write_comet_home(home / "cometbft", keys[i], p2p_keys[i], comet, ports[i], peers, f"node{i}")
         homes.append(home)
     return homes
+
+
+# -- processes: `bridge devnet up | status | down` -- #
+
+MANIFEST = "devnet.json"
+
+
+def _spawn(args: list[str], log: Path, pid_file: Path) -> int:
+    with log.open("ab") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    pid_file.write_text(str(process.pid))
+    return process.pid
+
+
+def _alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+async def _wait_http(url: str, timeout: float) -> Any:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return await response.json()
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise BridgeError(f"{url} did not answer within {timeout:.0f}s")
+            await asyncio.sleep(0.2)
+
+
+async def up(directory: Path, validators: int, base_port: int) -> dict[str, Any]:
+    from bridge.contracts import Chain, deploy_bridge
+    from bridge.demo import ANVIL_KEY, anvil_path
+
+    if (directory / MANIFEST).exists():
+        raise BridgeError(f"{directory} already holds a devnet: `bridge devnet down --dir {directory}` first")
+    if not 1 <= validators <= 9:
+        raise BridgeError("--validators must be between 1 and 9")
+    directory.mkdir(parents=True, exist_ok=True)
+    anvil_port = base_port + 95
+    anvil_url = f"http://127.0.0.1:{anvil_port}"
+    _spawn(
+        [anvil_path(), "--host", "127.0.0.1", "--port", str(anvil_port), "--block-time", "1", "--silent"],
+        directory / "anvil.log",
+        directory / "anvil.pid",
+    )
+    chain = None
+    async with asyncio.timeout(30):
+        while chain is None:
+            try:
+                chain = await Chain.connect(anvil_url, ANVIL_KEY)
+                await chain.w3.eth.chain_id
+            except (aiohttp.ClientError, OSError):
+                chain = None
+                await asyncio.sleep(0.1)
+    try:
+        deployed = await deploy_bridge(chain)
+    finally:
+        await chain.close()
+    table = {
+        "rpc_url": anvil_url,
+        "contract_address": deployed["escrow"],
+        "chain_id": deployed["chain_id"],
+        "starting_height": deployed["deployment_block"],
+        "required_confirmations": 2,
+        "poll_interval": 0.5,
+    }
+    homes = write_devnet(directory, validators, base_port=base_port, extensions={"eth_deposits": table})
+    nodes = []
+    for i, home in enumerate(homes):
+        _spawn(
+            [sys.executable, "-m", "bridge", "start", "--home", str(home)],
+            home / "node.log",
+            home / "node.pid",
+        )
+        ports = Ports.of(base_port, i)
+        nodes.append(
+            {
+                "home": str(home),
+                "api": f"http://127.0.0.1:{ports.api}",
+                "cometbft_rpc": f"http://127.0.0.1:{ports.rpc}",
+            }
+        )
+    manifest = {"anvil": anvil_url, "contracts": deployed, "nodes": nodes}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    for node in nodes:
+        await _wait_http(f"{node['api']}/v1/status", 60)
+    return manifest
+
+
+async def status(directory: Path) -> list[dict[str, Any]]:
+    manifest = json.loads((directory / MANIFEST).read_text())
+    out = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+        for node in manifest["nodes"]:
+            try:
+                async with session.get(f"{node['api']}/v1/status") as response:
+                    data = await response.json()
+                out.append(
+                    {
+                        "api": node["api"],
+                        "up": True,
+                        **{k: data[k] for k in ("height", "app_hash", "validator", "power", "caught_up")},
+                    }
+                )
+            except (aiohttp.ClientError, TimeoutError):
+                out.append({"api": node["api"], "up": False})
+    return out
+
+
+def down(directory: Path) -> int:
+    """Stop the nodes (each stops its CometBFT), then anvil; returns how many were running."""
+    pid_files = sorted(directory.glob("node*/node.pid")) + [directory / "anvil.pid"]
+    stopped = 0
+    for pid_file in pid_files:
+        pid = _alive(pid_file)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(150):
+                if _alive(pid_file) is None:
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(pid, signal.SIGKILL)
+            stopped += 1
+        pid_file.unlink(missing_ok=True)
+    (directory / MANIFEST).unlink(missing_ok=True)
+    return stopped
