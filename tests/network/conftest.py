@@ -100,11 +100,12 @@ class Network:
         then be equal (a divergence fails the test, it is not waited out)."""
         async with asyncio.timeout(60):
             while True:
-                statuses = await asyncio.gather(*(self.status(i) for i in nodes))
-                if all(statuses) and len({s["height"] for s in statuses if s}) == 1:
-                    hashes = {s["app_hash"] for s in statuses if s}
-                    assert len(hashes) == 1, f"app hashes differ at height {statuses[0]['height']}: {hashes}"
-                    return statuses[0]["height"], hashes.pop()  # type: ignore[index]
+                found = await asyncio.gather(*(self.status(i) for i in nodes))
+                statuses = [s for s in found if s is not None]
+                if len(statuses) == len(nodes) and len({s["height"] for s in statuses}) == 1:
+                    height, hashes = statuses[0]["height"], {s["app_hash"] for s in statuses}
+                    assert len(hashes) == 1, f"app hashes differ at height {height}: {hashes}"
+                    return height, hashes.pop()
                 await asyncio.sleep(0.05)
 
     async def close(self) -> None:
