@@ -8,6 +8,7 @@ nonces never leave a gap; a batch carries up to ``max_votes_per_tx`` events.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,14 +50,38 @@ class Broadcaster:
         self._clock = clock
         self._inflight: tuple[int, float] | None = None  # (nonce, sent at)
         self.votes_sent = 0
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self._store.reset_sent()
 
     async def on_commit(self) -> None:
         """Run after every committed block: settle what landed, then send what did not."""
-        await self._reconcile()
-        await self._send()
+        async with self._lock:
+            await self._reconcile()
+            vote = await self._next_vote()
+            if vote is not None:
+                raw, nonce, ids = vote
+                result = await self._submit(raw)
+                if result.ok:
+                    await self._sent(nonce, ids)
+                else:
+                    log.warning("vote transaction rejected: %s", result.log)
+
+    async def proposal_votes(self, max_bytes: int) -> list[bytes]:
+        """This validator's vote, for the block it is about to propose (no mempool round trip).
+
+        Called from inside the engine's proposal handler, so it must never wait for
+        :meth:`on_commit`, which may itself be waiting on the engine: when busy, it gives up.
+        """
+        if self._lock.locked():
+            return []
+        async with self._lock:
+            vote = await self._next_vote()
+            if vote is None or len(vote[0]) > max_bytes:
+                return []
+            await self._sent(vote[1], vote[2])
+            return [vote[0]]
 
     async def _reconcile(self) -> None:
         ids = await self._store.sent_ids()
@@ -68,33 +93,29 @@ class Broadcaster:
         # Sent but not in the ledger (dropped, or its resolution expired): send again.
         await self._store.set_state([i for i in ids if status[i] == "absent"], PENDING)
 
-    async def _send(self) -> None:
+    async def _next_vote(self) -> tuple[bytes, int, list[bytes]] | None:
+        """The next signed vote transaction (raw, nonce, event ids), or None if there is
+        nothing to send or the last one is neither included nor overdue."""
         now = self._clock()
         nonce = await self._ledger.nonce(self._key.public)
         if self._inflight and self._inflight[0] >= nonce and now - self._inflight[1] < self.resend_timeout:
-            return  # the last vote transaction is neither included nor overdue
+            return None
         events = await self._store.select(PENDING, self.max_votes_per_tx, now - self.resend_timeout)
         if not events:
-            return
+            return None
         status = await self._ledger.vote_status([e.id for e in events], self._key.public)
-        done = [e.id for e in events if status[e.id] == "processed"]
-        await self._store.remove(done)
+        await self._store.remove([e.id for e in events if status[e.id] == "processed"])
         # Already in the ledger (it landed just before a restart): track it, do not resend.
         await self._store.set_state([e.id for e in events if status[e.id] == "voted"], VOTED)
         events = [e for e in events if status[e.id] == "absent"]
         if not events:
-            return
-        tx = Tx(
-            self._ledger.chain_id,
-            "vote",
-            self._key.public,
-            nonce,
-            Vote(tuple((e.type, e.body) for e in events)).encode(),
-        ).sign_ed25519(self._key)
-        result = await self._submit(tx.encode())
-        if not result.ok:
-            log.warning("vote transaction rejected: %s", result.log)
-            return
+            return None
+        payload = Vote(tuple((e.type, e.body) for e in events)).encode()
+        tx = Tx(self._ledger.chain_id, "vote", self._key.public, nonce, payload).sign_ed25519(self._key)
+        return tx.encode(), nonce, [e.id for e in events]
+
+    async def _sent(self, nonce: int, ids: list[bytes]) -> None:
+        now = self._clock()
         self._inflight = (nonce, now)
-        self.votes_sent += len(events)
-        await self._store.mark_sent([e.id for e in events], now)
+        self.votes_sent += len(ids)
+        await self._store.mark_sent(ids, now)

@@ -39,6 +39,7 @@ class Engine(Protocol):
     """What the node needs of a consensus engine (solo or CometBFT)."""
 
     on_commit: list[Callable[[BlockResult], Awaitable[None]]]
+    injector: Callable[[int], Awaitable[list[bytes]]] | None
 
     @property
     def caught_up(self) -> bool: ...
@@ -173,6 +174,7 @@ class Node:
             )
             await self.broadcaster.start()
             self.engine.on_commit.append(self._after_commit)
+            self.engine.injector = self.broadcaster.proposal_votes
 
             runner = web.AppRunner(api.create_app(self), access_log=None)
             await runner.setup()

@@ -209,7 +209,7 @@ async def test_resolutions_invalid_query(running: Running, query: str, needle: s
 async def test_validators(running: Running) -> None:
     assert await running.get("/v1/validators") == (
         200,
-        {"validators": [{"pubkey": running.node.key.public.hex(), "power": 10}]},
+        {"validators": [{"pubkey": running.node.key.public.hex(), "power": 10}], "requests": []},
     )
 
 

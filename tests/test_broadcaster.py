@@ -286,3 +286,23 @@ async def test_vote_that_landed_before_a_crash_does_not_block_the_queue(tmp_path
         assert await parts.store.counts() == {VOTED: 2}
     finally:
         await parts.close()
+
+
+async def test_proposer_injects_its_vote_into_its_own_block(solo: NodeParts) -> None:
+    clock = FakeClock(1000.0)
+    broadcaster = Broadcaster(solo.store, solo.ledger, solo.engine.submit, KEY, clock=clock)
+    await broadcaster.start()
+    wire(solo, broadcaster)
+    solo.engine.injector = broadcaster.proposal_votes
+
+    await solo.store.scoped("listener").broadcast(TYPE, b"fast")
+    await solo.blocks(1)  # the vote rides in the block this node proposes: no mempool round trip
+    assert await solo.status(TYPE, b"fast") == "confirmed"
+    assert await resolved_count(solo, b"fast") == 1
+    assert broadcaster.votes_sent == 1 and await solo.ledger.nonce(KEY.public) == 1
+    assert solo.engine.mempool_size == 0  # and it was not also sent through the mempool
+
+    await solo.store.scoped("listener").broadcast(TYPE, b"too big for the block")
+    assert await broadcaster.proposal_votes(10) == []  # over the byte cap: left for the mempool
+    async with broadcaster._lock:  # busy settling a commit: never waited for
+        assert await broadcaster.proposal_votes(1 << 20) == []

@@ -63,6 +63,8 @@ class LedgerApplication:
 
     def __init__(self, ledger: Ledger, genesis: Genesis, committed: asyncio.Queue[BlockResult]) -> None:
         self.ledger, self.genesis, self._committed = ledger, genesis, committed
+        # The proposer's own votes, straight into its proposal: (max bytes) -> signed txs.
+        self.injector: Callable[[int], Awaitable[list[bytes]]] | None = None
         self._result: BlockResult | None = None
 
     async def info(self, req: InfoRequest) -> InfoResponse:
@@ -91,9 +93,9 @@ class LedgerApplication:
         return CheckTxResponse(code=int(result.code), log=result.log)
 
     async def prepare_proposal(self, req: PrepareProposalRequest) -> PrepareProposalResponse:
-        return PrepareProposalResponse(
-            tuple(await self.ledger.prepare_proposal(list(req.txs), req.max_tx_bytes))
-        )
+        injected = await self.injector(req.max_tx_bytes) if self.injector else []
+        txs = await self.ledger.prepare_proposal(list(req.txs), req.max_tx_bytes, injected)
+        return PrepareProposalResponse(tuple(txs))
 
     async def process_proposal(self, req: ProcessProposalRequest) -> ProcessProposalResponse:
         ok = await self.ledger.process_proposal(list(req.txs))
@@ -144,6 +146,14 @@ class CometEngine:
         self._committed: asyncio.Queue[BlockResult] = asyncio.Queue()
         self.app = LedgerApplication(ledger, genesis, self._committed)
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def injector(self) -> Callable[[int], Awaitable[list[bytes]]] | None:
+        return self.app.injector
+
+    @injector.setter
+    def injector(self, fn: Callable[[int], Awaitable[list[bytes]]] | None) -> None:
+        self.app.injector = fn
 
     @property
     def abci_address(self) -> str:

@@ -68,6 +68,8 @@ class SoloEngine:
         self.max_block_bytes = max_block_bytes
         self.mempool = Mempool()
         self.on_commit: list[OnCommit] = []
+        # The proposer's own votes, straight into its block: (max bytes) -> signed txs.
+        self.injector: Callable[[int], Awaitable[list[bytes]]] | None = None
         self.caught_up = True  # a single validator is always at the tip
         self._clock_ns = clock_ns
         self._last_time = ledger.time_ns
@@ -84,7 +86,8 @@ class SoloEngine:
 
     async def make_block(self) -> BlockResult:
         txs = await self.mempool.reap(self.ledger.nonce)
-        txs = await self.ledger.prepare_proposal(txs, self.max_block_bytes)
+        injected = await self.injector(self.max_block_bytes) if self.injector else []
+        txs = await self.ledger.prepare_proposal(txs, self.max_block_bytes, injected)
         # Block time: the wall clock, but never earlier than the previous block's.
         self._last_time = max(self._clock_ns(), self._last_time + 1)
         block = Block(self.ledger.height + 1, self._last_time, self.key.public, tuple(txs))

@@ -9,7 +9,6 @@ randomness, no floats, every query ordered.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -104,8 +103,6 @@ class Ledger:
         self.validators: dict[bytes, int] = {}  # committed set
         self.time_ns = 0  # time of the last committed block
         self._pending: tuple[int, bytes, int] | None = None
-        # Signed transactions the proposer adds to its own proposals (its votes).
-        self.injector: Callable[[], list[bytes]] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
@@ -204,11 +201,14 @@ class Ledger:
 
     # -- ABCI: proposals -- #
 
-    async def prepare_proposal(self, txs: list[bytes], max_tx_bytes: int) -> list[bytes]:
-        """The proposer's own votes first, then mempool transactions, within the byte cap."""
+    async def prepare_proposal(
+        self, txs: list[bytes], max_tx_bytes: int, injected: list[bytes] | None = None
+    ) -> list[bytes]:
+        """The proposer's own ``injected`` votes first, then mempool transactions, within the
+        byte cap."""
         out: list[bytes] = []
         size = 0
-        for raw in [*(self.injector() if self.injector else []), *txs]:
+        for raw in [*(injected or []), *txs]:
             if len(raw) > MAX_TX_BYTES or size + len(raw) > max_tx_bytes:
                 continue
             out.append(raw)
