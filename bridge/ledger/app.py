@@ -8,6 +8,7 @@ randomness, no floats, every query ordered.
 
 from __future__ import annotations
 
+import json
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -102,6 +103,7 @@ class Ledger:
         self.vote_fee = 0
         self.validators: dict[bytes, int] = {}  # committed set
         self.time_ns = 0  # time of the last committed block
+        self.expiration_periods: dict[str, int] = {}  # the genesis' overrides
         self._pending: tuple[int, bytes, int] | None = None
 
     @classmethod
@@ -124,6 +126,7 @@ class Ledger:
         self.app_hash = (await s.get_meta("app_hash")) or b""
         self.vote_fee = int.from_bytes((await s.get_meta("vote_fee")) or b"", "big")
         self.time_ns = int.from_bytes((await s.get_meta("time_ns")) or b"", "big")
+        self.expiration_periods = json.loads((await s.get_meta("expiration_periods")) or b"{}")
         self.validators = await s.validators()
 
     # -- ABCI: info and genesis -- #
@@ -143,7 +146,11 @@ class Ledger:
             await s.set_power(pubkey, power, 0)
         for account, balance in genesis.accounts:
             await s.set_balance(account, balance)
-        app_hash = block_hash(Writer().text(genesis.chain_id).uint(genesis.vote_fee).finish(), 0, s.log)
+        params = Writer().text(genesis.chain_id).uint(genesis.vote_fee).u32(len(genesis.expiration_periods))
+        for event_type, blocks in genesis.expiration_periods:
+            params.text(event_type).u64(blocks)
+        app_hash = block_hash(params.finish(), 0, s.log)
+        await s.set_meta("expiration_periods", json.dumps(dict(genesis.expiration_periods)).encode())
         await s.set_meta("chain_id", genesis.chain_id.encode())
         await s.set_meta("vote_fee", genesis.vote_fee.to_bytes(32, "big"))
         await s.set_meta("height", (0).to_bytes(8, "big"))
@@ -319,7 +326,7 @@ class Ledger:
     async def _create(self, event_type: str, body: bytes, proposer: bytes, ctx: BlockContext) -> bytes:
         rid = event_id(event_type, body)
         if not await self.state.processed_ids([rid]) and not await self.state.pending_ids([rid]):
-            expiration = ctx.height + get_resolution(event_type).expiration_period
+            expiration = ctx.height + self._period(event_type)
             await self.state.add_resolutions([ResolutionRow(rid, event_type, body, proposer, expiration)])
         return rid
 
@@ -332,7 +339,7 @@ class Ledger:
         pending = await s.pending_ids(ids)
         voted = await s.voted_ids(ids, voter)
         new = [
-            ResolutionRow(i, t, b, voter, ctx.height + get_resolution(t).expiration_period)
+            ResolutionRow(i, t, b, voter, ctx.height + self._period(t))
             for i, (t, b) in zip(ids, events, strict=True)
             if i not in processed and i not in pending
         ]
@@ -347,6 +354,9 @@ class Ledger:
         self._touched.update(dict.fromkeys(votes))
 
     # -- end of block -- #
+
+    def _period(self, event_type: str) -> int:
+        return self.expiration_periods.get(event_type) or get_resolution(event_type).expiration_period
 
     async def _end_block(self, ctx: BlockContext) -> tuple[tuple[bytes, str, str], ...]:
         s = self.state

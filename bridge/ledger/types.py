@@ -18,12 +18,15 @@ class Genesis:
     accounts: tuple[tuple[str, int], ...] = ()  # (account, balance)
     time_ns: int = 0
     vote_fee: int = 0  # charged per new vote to the voter's account; refunded per ResolutionConfig
+    # Per-network overrides of ResolutionConfig.expiration_period, in blocks: (type, blocks).
+    expiration_periods: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
             "chain_id": self.chain_id,
             "time_ns": self.time_ns,
             "vote_fee": str(self.vote_fee),
+            "expiration_periods": dict(self.expiration_periods),
             "validators": [{"pubkey": k.hex(), "power": p} for k, p in self.validators],
             "accounts": [{"id": a, "balance": str(b)} for a, b in self.accounts],
         }
@@ -55,9 +58,13 @@ class Genesis:
             vote_fee = int(data.get("vote_fee", 0))
             if vote_fee < 0:
                 raise ValueError("cannot be negative")
+            key = "expiration_periods"
+            periods = tuple(sorted((str(t), int(n)) for t, n in data.get("expiration_periods", {}).items()))
+            if any(n < 1 for _, n in periods):
+                raise ValueError("each period is a positive number of blocks")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: invalid {key!r}: {exc}") from None
-        return cls(chain_id, validators, accounts, time_ns, vote_fee)
+        return cls(chain_id, validators, accounts, time_ns, vote_fee, periods)
 
     @classmethod
     def load(cls, path: Path) -> Genesis:

@@ -96,8 +96,8 @@ class Scanner:
         if not self.last_hash:
             return
         block = await self.client.block(self.last_block)
-        if block is not None and block[1] == self.last_hash:
-            return
+        if block is None or block[1] == self.last_hash:
+            return  # canonical, or an endpoint that lags behind: look again next pass
         self.status.count("reorgs_beyond_safety")
         self.status.problem("reorg_beyond_safety")
         rewind_to = self.config.starting_height - 1
@@ -125,9 +125,15 @@ class Scanner:
         await store.set(_LAST_HASH, block_hash)
         await store.set(_CHECKPOINTS, json.dumps(self.checkpoints).encode())
 
-    async def scan_chunk(self, safe: int) -> None:
+    async def scan_chunk(self, safe: int) -> bool:
+        """Scan the next chunk; False if the endpoint lags behind its own safety point."""
         start = self.last_block + 1
         end = min(start + self.chunk - 1, safe)
+        # The end block's hash is read before the logs: a reorg in between leaves a stored hash
+        # that the next pass finds non-canonical, so it is rescanned rather than missed.
+        block = await self.client.block(end)
+        if block is None:
+            return False
         try:
             logs = await self.client.logs(self.config.contract_address, DEPOSIT_TOPIC, start, end)
         except RangeTooLarge as exc:
@@ -140,10 +146,7 @@ class Scanner:
             self.log.info(
                 "provider refused %d blocks (%s); chunk %d -> %d", end - start + 1, exc, previous, self.chunk
             )
-            return
-        block = await self.client.block(end)
-        if block is None:
-            return  # the endpoint lags behind its own head: try again next pass
+            return True
         deposits = [
             d
             for d in (decode_log(log, self.config.chain_id, self.config.contract_address) for log in logs)
@@ -157,6 +160,7 @@ class Scanner:
         self.status.count("deposits_seen", len(deposits))
         self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
         self._progress(safe)
+        return True
 
     def _progress(self, safe: int) -> None:
         now = time.monotonic()
@@ -188,8 +192,9 @@ class Scanner:
             while True:
                 await self.verify_progress()
                 safe = await self.safety_point()
-                while self.last_block < safe:  # one safety point per pass: two requests a chunk
-                    await self.scan_chunk(safe)
+                # One safety point per pass: two requests a chunk while backfilling.
+                while self.last_block < safe and await self.scan_chunk(safe):
+                    pass
                 self.status.problem("reorg_beyond_safety", active=False)
                 self._progress(safe)
                 wake.clear()

@@ -24,6 +24,11 @@ _RANGE_REFUSAL = re.compile(
     r"|limited to a|exceed(s|ed)? .*(limit|max)|response size|query timeout|log response size",
     re.IGNORECASE,
 )
+# Rate limits sent as JSON-RPC errors, retried with backoff: Infura uses -32005 for these too
+# ("daily request count exceeded, request rate limited", "project ID request rate exceeded").
+_RATE_LIMITED = re.compile(
+    r"rate.?limit|request rate|request count|too many requests|per second|capacity", re.IGNORECASE
+)
 _SUGGESTED = re.compile(r"\[\s*(0x[0-9a-fA-F]+)\s*,\s*(0x[0-9a-fA-F]+)\s*\]")
 
 
@@ -105,7 +110,8 @@ class EthClient:
         if "error" in response:
             error = response["error"] if isinstance(response["error"], dict) else {}
             message = str(error.get("message", response["error"]))
-            if method == "eth_getLogs" and (error.get("code") == -32005 or _RANGE_REFUSAL.search(message)):
+            refusal = error.get("code") == -32005 or _RANGE_REFUSAL.search(message)
+            if method == "eth_getLogs" and refusal and not _RATE_LIMITED.search(message):
                 raise _range_refusal(message)
             self._fail_over(i)
             raise TransientError(f"JSON-RPC error from {self.urls[i]}: {message}")
