@@ -184,22 +184,31 @@ def write_devnet(
     base_port: int = 26600,
     extensions: dict[str, dict[str, Any]] | None = None,
     observers: int = 0,
+    node_extensions: dict[int, dict[str, dict[str, Any]]] | None = None,
+    expiration_periods: dict[str, int] | None = None,
 ) -> list[Path]:
     """Write ``validators`` validator homes and ``observers`` non-validator homes (which can
-    ask to join later) into ``directory``; returns the homes, validators first."""
+    ask to join later) into ``directory``; returns the homes, validators first.
+    ``node_extensions`` replaces extension tables of single nodes (by index)."""
     total = validators + observers
     keys = [NodeKey.generate() for _ in range(total)]
     p2p_keys = [NodeKey.generate() for _ in range(total)]
     ports = [Ports.of(base_port, i) for i in range(total)]
     members = [(k.public, POWER) for k in keys[:validators]]
     time = datetime.datetime.now(datetime.UTC)
-    ledger_genesis = Genesis(chain_id, tuple(sorted(members)), time_ns=int(time.timestamp()) * 10**9)
+    ledger_genesis = Genesis(
+        chain_id,
+        tuple(sorted(members)),
+        time_ns=int(time.timestamp()) * 10**9,
+        expiration_periods=tuple(sorted((expiration_periods or {}).items())),
+    )
     comet = comet_genesis(chain_id, members, time)
     homes = []
     for i in range(total):
         home = directory / f"node{i}"
         peers = ",".join(f"{node_id(p2p_keys[j])}@127.0.0.1:{ports[j].p2p}" for j in range(total) if j != i)
-        write_node_home(home, keys[i], ledger_genesis, ports[i], extensions or {})
+        tables = {**(extensions or {}), **(node_extensions or {}).get(i, {})}
+        write_node_home(home, keys[i], ledger_genesis, ports[i], tables)
         write_comet_home(home / "cometbft", keys[i], p2p_keys[i], comet, ports[i], peers, f"node{i}")
         homes.append(home)
     return homes

@@ -42,6 +42,17 @@ def free_base_port(nodes: int) -> int:
     raise RuntimeError("no free port range")
 
 
+def deposits_table(anvil_url: str, deployed: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "rpc_url": anvil_url,
+        "contract_address": deployed["escrow"],
+        "chain_id": deployed["chain_id"],
+        "starting_height": deployed["deployment_block"],
+        "required_confirmations": 2,
+        "poll_interval": 0.2,
+    }
+
+
 class Network:
     def __init__(self, homes: list[Path], base_port: int) -> None:
         self.homes, self.base_port = homes, base_port
@@ -122,24 +133,23 @@ class Network:
 
 
 async def make_network(
-    tmp_path: Path, anvil_url: str, deployed: dict[str, Any], validators: int = 4, observers: int = 0
+    tmp_path: Path,
+    anvil_url: str,
+    deployed: dict[str, Any],
+    validators: int = 4,
+    observers: int = 0,
+    **options: Any,
 ) -> Network:
     assert BUNDLED_COMETBFT.exists(), f"{BUNDLED_COMETBFT} is missing: run `make cometbft`"
     base = free_base_port(validators + observers)
-    table = {
-        "rpc_url": anvil_url,
-        "contract_address": deployed["escrow"],
-        "chain_id": deployed["chain_id"],
-        "starting_height": deployed["deployment_block"],
-        "required_confirmations": 2,
-        "poll_interval": 0.2,
-    }
+    table = deposits_table(anvil_url, deployed)
     homes = write_devnet(
         tmp_path / "devnet",
         validators,
         base_port=base,
         extensions={"eth_deposits": table},
         observers=observers,
+        **options,
     )
     return Network(homes, base)
 
