@@ -143,6 +143,7 @@ def decode_message(cls: type[T], data: bytes) -> T:
     schema = _schema(cls)
     values: dict[str, Any] = {}
     repeated: dict[str, list[Any]] = {}
+    embedded: dict[int, list[bytes]] = {}  # singular embedded messages, merged as protobuf does
     for number, wire_type, raw in iter_fields(data):
         if number not in schema:
             continue  # unknown field: skipped, as protobuf does
@@ -162,8 +163,13 @@ def decode_message(cls: type[T], data: bytes) -> T:
             repeated.setdefault(name, []).extend(_unpack(str(kind), raw))
         elif spec.repeated:
             repeated.setdefault(name, []).append(_decode_len(cls, name, kind, raw))
+        elif kind in ("time", "raw") or isinstance(kind, type):
+            embedded.setdefault(number, []).append(raw)  # seen again: merged, i.e. parsed concatenated
         else:
             values[name] = _decode_len(cls, name, kind, raw)  # the last one wins
+    for number, parts in embedded.items():
+        name, spec = schema[number]
+        values[name] = _decode_len(cls, name, spec.kind, b"".join(parts))
     values.update((name, tuple(items)) for name, items in repeated.items())
     return cls(**values)
 
@@ -186,7 +192,7 @@ def decode_response(data: bytes) -> Response:
 
 
 def _decode_oneof(data: bytes, table: dict[int, type], what: str) -> object:
-    found: tuple[type, bytes] | None = None
+    found: tuple[int, list[bytes]] | None = None
     unknown: list[int] = []
     for number, wire_type, raw in iter_fields(data):
         if number not in table:
@@ -194,12 +200,14 @@ def _decode_oneof(data: bytes, table: dict[int, type], what: str) -> object:
         elif wire_type != LEN or not isinstance(raw, bytes):
             raise DecodeError(f"{what} field {number} has wire type {wire_type}, expected 2")
         else:
-            found = (table[number], raw)  # for a oneof the last member seen wins
+            if found is None or found[0] != number:
+                found = (number, [])  # for a oneof the last member seen wins
+            found[1].append(raw)  # and the same member seen again is merged, as protobuf does
     if found is None:
         detail = f"unknown field(s) {sorted(set(unknown))}" if unknown else "no field set"
         raise UnknownRequest(f"{what} has no known member: {detail}")
-    cls, payload = found
-    return decode_message(cls, payload)
+    number, parts = found
+    return decode_message(table[number], b"".join(parts))
 
 
 @dataclasses.dataclass(frozen=True)
