@@ -123,12 +123,13 @@ class Node:
     async def _broadcast(self) -> None:
         """Settle and send votes after each commit, beside the engine rather than inside it,
         so a listener holding the store's lock never delays a block."""
+        reported = 0  # votes also leave through proposals, between two passes here
         while True:
             await self._committed.wait()
             self._committed.clear()
-            sent = self.broadcaster.votes_sent
             await self.broadcaster.on_commit()
-            self.metrics.votes_sent.inc(self.broadcaster.votes_sent - sent)
+            self.metrics.votes_sent.inc(self.broadcaster.votes_sent - reported)
+            reported = self.broadcaster.votes_sent
             counts = await self.store.counts()
             for state in (PENDING, VOTED, *counts):  # a state with no events left reads 0, not stale
                 self.metrics.events.labels(state=state).set(counts.get(state, 0))

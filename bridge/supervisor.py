@@ -18,6 +18,8 @@ from listeners import ListenFunc, Service
 
 log = logging.getLogger("bridge.supervisor")
 
+CANCEL_GRACE = 30.0  # seconds a cancelled listener gets to release its resources
+
 STOPPED, RUNNING, RESTARTING, FINISHED, FAILED = "stopped", "running", "restarting", "finished", "failed"
 
 
@@ -64,7 +66,12 @@ class Supervisor:
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=CANCEL_GRACE)
+            for task in stuck:  # a listener that swallows cancellation must not hold the node
+                log.error(
+                    "%s did not stop within %ss of being cancelled; leaving it", task.get_name(), CANCEL_GRACE
+                )
         self._tasks.clear()
         for name, state in self.states.items():
             if state in (RUNNING, RESTARTING):

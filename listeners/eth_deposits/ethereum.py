@@ -90,7 +90,10 @@ class EthClient:
         i = self._current
         try:
             provider = await self._provider(i)
-            response: Any = await asyncio.wait_for(provider.make_request(method, params), self.timeout)  # type: ignore[arg-type]
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation that
+            # races its timeout into TimeoutError, and a retried timeout never stops the listener.
+            async with asyncio.timeout(self.timeout):
+                response: Any = await provider.make_request(method, params)  # type: ignore[arg-type]
         except aiohttp.ClientResponseError as exc:
             if exc.status == 413:
                 raise RangeTooLarge(f"HTTP 413 from {self.urls[i]}") from None
