@@ -8,8 +8,9 @@ STAMP := $(VENV)/.installed
 
 include contracts.mk
 include cometbft.mk
+include docker.mk
 
-install: $(STAMP) node-tools cometbft
+install: $(STAMP) node-tools cometbft docker-compose-tool
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)

@@ -124,8 +124,18 @@ def cmd_contracts_deploy(args: argparse.Namespace) -> int:
         finally:
             await chain.close()
 
-    print(json.dumps(_run(deploy())))
+    deployed = _run(deploy())
+    if args.out is not None:
+        _write_atomically(args.out, json.dumps(deployed, indent=2) + "\n")
+    print(json.dumps(deployed))
     return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def cmd_deposit(args: argparse.Namespace) -> int:
@@ -211,6 +221,8 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
     if args.devnet_command == "up":
         print(json.dumps(asyncio.run(devnet.up(args.dir, args.validators, args.base_port)), indent=2))
+    elif args.devnet_command == "init":
+        return _devnet_init(args)
     elif args.devnet_command == "status":
         if not (args.dir / devnet.MANIFEST).exists():
             raise CliError(f"no devnet in {args.dir}")
@@ -227,6 +239,50 @@ def cmd_devnet(args: argparse.Namespace) -> int:
             print(f"{node['api']}  {line}")
     else:
         print(f"stopped {devnet.down(args.dir)} process(es)")
+    return 0
+
+
+def _devnet_init(args: argparse.Namespace) -> int:
+    from bridge import devnet
+
+    if not args.docker:
+        raise CliError("devnet init writes a compose network: pass --docker (`devnet up` runs one here)")
+    deployed = None
+    if args.contracts is not None:
+        try:
+            deployed = json.loads(args.contracts.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--contracts {args.contracts}: {exc}") from None
+        if (
+            not isinstance(deployed, dict)
+            or not {"escrow", "chain_id", "deployment_block"} <= deployed.keys()
+        ):
+            raise CliError(f"--contracts {args.contracts} is not the output of `bridge contracts deploy`")
+    homes = devnet.init_docker(
+        args.dir, args.validators, base_port=args.base_port, deployed=deployed, if_missing=args.if_missing
+    )
+    if args.compose is not None:
+        _write_atomically(args.compose, devnet.compose_file(args.validators, args.base_port))
+    print(
+        json.dumps(
+            {
+                "homes": [str(h) for h in homes],
+                "compose": None if args.compose is None else str(args.compose),
+                "already_initialized": not homes,
+            }
+        )
+    )
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from bridge.configdocs import config_docs
+
+    text = config_docs()
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        _write_atomically(args.out, text)
     return 0
 
 
@@ -265,6 +321,7 @@ def parser() -> argparse.ArgumentParser:
     deploy.add_argument("--rpc", required=True, help="Ethereum JSON-RPC URL")
     deploy.add_argument("--private-key", required=True, help="key of the deploying account")
     deploy.add_argument("--token", help="an existing ERC20 for the escrow to hold")
+    deploy.add_argument("--out", type=Path, help="also write the addresses (the printed JSON) to this file")
     deploy.set_defaults(fn=cmd_contracts_deploy)
 
     dep = sub.add_parser("deposit", help="approve and deposit tokens into the escrow")
@@ -306,13 +363,27 @@ def parser() -> argparse.ArgumentParser:
         ("up", "write the homes and start everything"),
         ("status", "each node's state"),
         ("down", "stop everything (logs and homes stay)"),
+        ("init", "write a docker compose network's homes (and with --compose, docker-compose.yml)"),
     ):
         cmd = net_sub.add_parser(name, help=help_text)
-        cmd.add_argument("--dir", type=Path, default=Path("devnet"))
-        if name == "up":
+        cmd.add_argument("--dir", type=Path, default=Path("devnet-docker" if name == "init" else "devnet"))
+        if name in ("up", "init"):
             cmd.add_argument("--validators", type=int, default=4)
             cmd.add_argument("--base-port", type=int, default=26600, help="node i uses base + 10*i ...")
+        if name == "init":
+            cmd.add_argument("--docker", action="store_true", help="addresses for a compose network")
+            cmd.add_argument(
+                "--contracts", type=Path, help="`bridge contracts deploy --out` file: eth_deposits"
+            )
+            cmd.add_argument("--if-missing", action="store_true", help="do nothing if the homes exist")
+            cmd.add_argument("--compose", type=Path, help="also write the compose file here")
         cmd.set_defaults(fn=cmd_devnet)
+
+    conf = sub.add_parser("config", help="the configuration reference")
+    conf_sub = conf.add_subparsers(dest="config_command", required=True)
+    docs = conf_sub.add_parser("docs", help="print docs/configuration.md, generated from the config models")
+    docs.add_argument("--out", type=Path, help="write it to this file instead of stdout")
+    docs.set_defaults(fn=cmd_config)
 
     demo = sub.add_parser("demo", help="anvil + escrow + a validator + deposits, on this machine")
     demo.add_argument("--deposits", type=int, default=3)

@@ -29,7 +29,7 @@ class NodeConfig(Section):
     )
     block_interval: float = Field(0.2, gt=0, description="seconds between solo blocks")
     max_block_bytes: int = Field(4 << 20, ge=1024, description="byte cap of a block's transactions")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="logging level")
 
 
 class CometConfig(Section):
@@ -56,7 +56,11 @@ class ListenersConfig(Section):
 
 
 class AppConfig(Section):
-    extensions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    extensions: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="one `[app.extensions.NAME]` table per listener, handed to it unchanged; "
+        "a listener without its table does not run on this node",
+    )
 
 
 class Settings(BaseSettings):

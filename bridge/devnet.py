@@ -107,6 +107,9 @@ def write_comet_home(
     ports: Ports,
     peers: str,
     moniker: str,
+    *,
+    rpc_host: str = "127.0.0.1",
+    p2p_host: str = "127.0.0.1",
 ) -> None:
     config, data = home / "config", home / "data"
     config.mkdir(parents=True, exist_ok=True)
@@ -128,9 +131,9 @@ def write_comet_home(
     (config / "genesis.json").write_text(json.dumps(genesis, indent=2))
     sections: dict[str, dict[str, Any]] = {
         "": {"moniker": moniker},
-        "rpc": {"laddr": f"tcp://127.0.0.1:{ports.rpc}"},
+        "rpc": {"laddr": f"tcp://{rpc_host}:{ports.rpc}"},
         "p2p": {
-            "laddr": f"tcp://127.0.0.1:{ports.p2p}",
+            "laddr": f"tcp://{p2p_host}:{ports.p2p}",
             "persistent_peers": peers,
             "addr_book_strict": False,
             "allow_duplicate_ip": True,
@@ -153,6 +156,9 @@ def write_node_home(
     genesis: Genesis,
     ports: Ports,
     extensions: dict[str, dict[str, Any]],
+    *,
+    api_host: str = "127.0.0.1",
+    rpc_host: str = "127.0.0.1",
 ) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / DATA_DIR).mkdir(exist_ok=True)
@@ -164,12 +170,12 @@ def write_node_home(
         'engine = "cometbft"',
         "",
         "[api]",
-        'host = "127.0.0.1"',
+        f'host = "{api_host}"',
         f"port = {ports.api}",
         "",
         "[cometbft]",
         'home = "cometbft"',
-        f'rpc_laddr = "tcp://127.0.0.1:{ports.rpc}"',
+        f'rpc_laddr = "tcp://{rpc_host}:{ports.rpc}"',
     ]
     for name, table in sorted(extensions.items()):
         lines += ["", f"[app.extensions.{name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
@@ -186,10 +192,16 @@ def write_devnet(
     observers: int = 0,
     node_extensions: dict[int, dict[str, dict[str, Any]]] | None = None,
     expiration_periods: dict[str, int] | None = None,
+    docker: bool = False,
 ) -> list[Path]:
     """Write ``validators`` validator homes and ``observers`` non-validator homes (which can
     ask to join later) into ``directory``; returns the homes, validators first.
-    ``node_extensions`` replaces extension tables of single nodes (by index)."""
+    ``node_extensions`` replaces extension tables of single nodes (by index).
+
+    ``docker`` writes the same homes for a compose network: node ``i`` is the service
+    ``node<i>`` (see :func:`service`), its API listens on 0.0.0.0, CometBFT's RPC on the
+    service's own name and its p2p on 0.0.0.0, and peers are reached by service name.
+    Ports stay per node, as on 127.0.0.1."""
     total = validators + observers
     keys = [NodeKey.generate() for _ in range(total)]
     p2p_keys = [NodeKey.generate() for _ in range(total)]
@@ -206,12 +218,56 @@ def write_devnet(
     homes = []
     for i in range(total):
         home = directory / f"node{i}"
-        peers = ",".join(f"{node_id(p2p_keys[j])}@127.0.0.1:{ports[j].p2p}" for j in range(total) if j != i)
+        peers = ",".join(
+            f"{node_id(p2p_keys[j])}@{service(j) if docker else '127.0.0.1'}:{ports[j].p2p}"
+            for j in range(total)
+            if j != i
+        )
         tables = {**(extensions or {}), **(node_extensions or {}).get(i, {})}
-        write_node_home(home, keys[i], ledger_genesis, ports[i], tables)
-        write_comet_home(home / "cometbft", keys[i], p2p_keys[i], comet, ports[i], peers, f"node{i}")
+        api_host, rpc_host, p2p_host = (
+            ("0.0.0.0", service(i), "0.0.0.0") if docker else ("127.0.0.1", "127.0.0.1", "127.0.0.1")
+        )
+        write_node_home(home, keys[i], ledger_genesis, ports[i], tables, api_host=api_host, rpc_host=rpc_host)
+        write_comet_home(
+            home / "cometbft",
+            keys[i],
+            p2p_keys[i],
+            comet,
+            ports[i],
+            peers,
+            f"node{i}",
+            rpc_host=rpc_host,
+            p2p_host=p2p_host,
+        )
         homes.append(home)
     return homes
+
+
+# -- what the process devnet and the compose network share -- #
+
+ANVIL_ARGS = ("--block-time", "1")
+
+
+def anvil_args(host: str) -> list[str]:
+    """anvil's arguments (after the binary) in both topologies; the port is added by each."""
+    return ["--host", host, *ANVIL_ARGS]
+
+
+def node_args(home: Path | str) -> list[str]:
+    """The ``bridge`` arguments that run node ``home``."""
+    return ["start", "--home", str(home)]
+
+
+def eth_deposits_table(rpc_url: str, deployed: dict[str, Any]) -> dict[str, Any]:
+    """Every node's ``[app.extensions.eth_deposits]`` table, from ``bridge contracts deploy``'s output."""
+    return {
+        "rpc_url": rpc_url,
+        "contract_address": deployed["escrow"],
+        "chain_id": deployed["chain_id"],
+        "starting_height": deployed["deployment_block"],
+        "required_confirmations": 2,
+        "poll_interval": 0.5,
+    }
 
 
 # -- processes: `bridge devnet up | status | down` -- #
@@ -262,7 +318,7 @@ async def up(directory: Path, validators: int, base_port: int) -> dict[str, Any]
     anvil_port = base_port + 95
     anvil_url = f"http://127.0.0.1:{anvil_port}"
     _spawn(
-        [anvil_path(), "--host", "127.0.0.1", "--port", str(anvil_port), "--block-time", "1", "--silent"],
+        [anvil_path(), *anvil_args("127.0.0.1"), "--port", str(anvil_port), "--silent"],
         directory / "anvil.log",
         directory / "anvil.pid",
     )
@@ -279,19 +335,12 @@ async def up(directory: Path, validators: int, base_port: int) -> dict[str, Any]
         deployed = await deploy_bridge(chain)
     finally:
         await chain.close()
-    table = {
-        "rpc_url": anvil_url,
-        "contract_address": deployed["escrow"],
-        "chain_id": deployed["chain_id"],
-        "starting_height": deployed["deployment_block"],
-        "required_confirmations": 2,
-        "poll_interval": 0.5,
-    }
+    table = eth_deposits_table(anvil_url, deployed)
     homes = write_devnet(directory, validators, base_port=base_port, extensions={"eth_deposits": table})
     nodes = []
     for i, home in enumerate(homes):
         _spawn(
-            [sys.executable, "-m", "bridge", "start", "--home", str(home)],
+            [sys.executable, "-m", "bridge", *node_args(home)],
             home / "node.log",
             home / "node.pid",
         )
@@ -348,3 +397,213 @@ def down(directory: Path) -> int:
         pid_file.unlink(missing_ok=True)
     (directory / MANIFEST).unlink(missing_ok=True)
     return stopped
+
+
+# -- the compose network: `bridge devnet init --docker` and docker-compose.yml -- #
+#
+# `docker compose up` runs, in order: anvil; `deploy`, which deploys the escrow and writes
+# `bridge contracts deploy`'s JSON to the shared volume; `init`, which runs
+# `bridge devnet init --docker` inside the network to write every node's home into its own
+# volume, with the eth_deposits table filled from that JSON (what `devnet up` does between
+# deploying and starting the nodes); then the validators, `bridge start` each.
+
+IMAGE = "eth-bridge:local"
+ANVIL_IMAGE = "ghcr.io/foundry-rs/foundry:v1.7.1"  # the anvil of package.json
+ANVIL_PORT = 8545
+DOCKER_DIR = "/devnet"  # node i's home is DOCKER_DIR/node<i>, its own volume
+SHARED_DIR = "/shared"  # the deploy's output, read by `init` and the e2e suite
+CONTRACTS_FILE = f"{SHARED_DIR}/contracts.json"
+COMPOSE_FILE = "docker-compose.yml"
+E2E_TESTS = "tests/network/test_running_network.py"
+
+
+def service(index: int) -> str:
+    """The compose service (and host name) of node ``index``."""
+    return f"node{index}"
+
+
+def init_docker(
+    directory: Path,
+    validators: int,
+    *,
+    base_port: int = 26600,
+    deployed: dict[str, Any] | None = None,
+    if_missing: bool = False,
+) -> list[Path]:
+    """Write the compose network's homes into ``directory`` (see ``write_devnet(docker=True)``);
+    with ``deployed`` (``bridge contracts deploy``'s JSON) each gets the eth_deposits table,
+    reading anvil at ``http://anvil:8545``. Returns the homes written: none when
+    ``if_missing`` and the homes are already there (a restarted compose network keeps them)."""
+    if not 1 <= validators <= 9:
+        raise BridgeError("--validators must be between 1 and 9")
+    if (directory / "node0" / CONFIG_FILE).exists():
+        if if_missing:
+            return []
+        raise BridgeError(f"{directory} already holds node homes; remove them or use another --dir")
+    extensions = {}
+    if deployed is not None:
+        extensions["eth_deposits"] = eth_deposits_table(f"http://anvil:{ANVIL_PORT}", deployed)
+    return write_devnet(directory, validators, base_port=base_port, extensions=extensions, docker=True)
+
+
+def _http_check(url: str) -> list[str]:
+    probe = f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)"
+    return ["CMD", "python", "-c", probe]
+
+
+def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
+    """docker-compose.yml as Python data: the same commands, ports and homes as the devnet."""
+    from bridge.demo import ANVIL_KEY
+
+    anvil_url = f"http://anvil:{ANVIL_PORT}"
+    build = {"context": ".", "target": "runtime"}
+    homes = [f"{DOCKER_DIR}/{service(i)}" for i in range(validators)]
+    services: dict[str, Any] = {
+        "anvil": {
+            "image": ANVIL_IMAGE,
+            # The Foundry image's entrypoint is `/bin/sh -c`: the command is one string.
+            "command": [" ".join(["anvil", *anvil_args("0.0.0.0")])],
+            "ports": [f"127.0.0.1:{ANVIL_PORT}:{ANVIL_PORT}"],
+            "healthcheck": {
+                "test": ["CMD", "cast", "block-number", "--rpc-url", f"http://127.0.0.1:{ANVIL_PORT}"],
+                "interval": "2s",
+                "timeout": "5s",
+                "retries": 30,
+            },
+            # anvil keeps its chain in memory: a restarted anvil is an empty chain, which the
+            # nodes' stored progress no longer matches. Start over with `docker compose down -v`.
+            "restart": "no",
+        },
+        "deploy": {
+            "build": build,
+            "image": IMAGE,
+            "command": [
+                "contracts",
+                "deploy",
+                "--rpc",
+                anvil_url,
+                "--private-key",
+                ANVIL_KEY,
+                "--out",
+                CONTRACTS_FILE,
+            ],
+            "volumes": [f"shared:{SHARED_DIR}"],
+            "depends_on": {"anvil": {"condition": "service_healthy"}},
+            "restart": "no",
+        },
+        "init": {
+            "build": build,
+            "image": IMAGE,
+            "command": [
+                "devnet",
+                "init",
+                "--docker",
+                "--dir",
+                DOCKER_DIR,
+                "--validators",
+                str(validators),
+                "--base-port",
+                str(base_port),
+                "--contracts",
+                CONTRACTS_FILE,
+                "--if-missing",
+            ],
+            "volumes": [f"shared:{SHARED_DIR}"] + [f"{service(i)}:{homes[i]}" for i in range(validators)],
+            "depends_on": {"deploy": {"condition": "service_completed_successfully"}},
+            "restart": "no",
+        },
+    }
+    for i in range(validators):
+        ports = Ports.of(base_port, i)
+        services[service(i)] = {
+            "build": build,
+            "image": IMAGE,
+            "command": node_args(homes[i]),
+            "ports": [f"127.0.0.1:{ports.api}:{ports.api}"],
+            "volumes": [f"{service(i)}:{homes[i]}"],
+            "healthcheck": {
+                "test": _http_check(f"http://127.0.0.1:{ports.api}/health"),
+                "interval": "5s",
+                "timeout": "5s",
+                "retries": 12,
+                "start_period": "10s",
+            },
+            "restart": "unless-stopped",
+            "depends_on": {
+                "anvil": {"condition": "service_healthy"},
+                "init": {"condition": "service_completed_successfully"},
+            },
+        }
+    services["e2e"] = {
+        "build": {"context": ".", "target": "e2e"},
+        "image": "eth-bridge-e2e:local",
+        "profiles": ["e2e"],
+        "command": ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e", E2E_TESTS],
+        "environment": {
+            "E2E_NODES": ",".join(
+                f"http://{service(i)}:{Ports.of(base_port, i).api}" for i in range(validators)
+            ),
+            "E2E_ETH_RPC": anvil_url,
+            "E2E_CONTRACTS": CONTRACTS_FILE,
+        },
+        "volumes": [f"shared:{SHARED_DIR}:ro"],
+        "depends_on": {service(i): {"condition": "service_healthy"} for i in range(validators)},
+    }
+    return {
+        "services": services,
+        "volumes": {name: {} for name in ["shared", *(service(i) for i in range(validators))]},
+    }
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a double-quoted YAML scalar
+    raise TypeError(f"no YAML for {value!r}")
+
+
+def _yaml(value: Any, indent: int) -> list[str]:
+    """Block YAML for compose data: mappings, sequences (short scalar ones in flow style), scalars."""
+    pad = " " * indent
+    lines: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, list) and item and (flat := _yaml(item, 0))[0].startswith("- ["):
+                lines.append(f"{pad}{key}: {flat[0][2:]}")
+            elif isinstance(item, dict | list) and item:
+                lines.append(f"{pad}{key}:")
+                lines += _yaml(item, indent + 2)
+            else:
+                lines.append(
+                    f"{pad}{key}: {'{}' if item == {} else '[]' if item == [] else _yaml_scalar(item)}"
+                )
+    elif all(not isinstance(item, dict | list) for item in value) and (
+        len(flow := f"{pad}- [{', '.join(_yaml_scalar(item) for item in value)}]") <= 110
+    ):
+        lines.append(flow)
+    else:
+        for item in value:
+            if isinstance(item, dict) and item:
+                nested = _yaml(item, indent + 2)
+                lines.append(f"{pad}- {nested[0].lstrip()}")
+                lines += nested[1:]
+            else:
+                lines.append(f"{pad}- {_yaml_scalar(item)}")
+    return lines
+
+
+def compose_file(validators: int = 4, base_port: int = 26600) -> str:
+    """docker-compose.yml's text, from :func:`compose_spec`."""
+    header = [
+        f"# Generated by `bridge devnet init --docker --validators {validators} --compose {COMPOSE_FILE}`;",
+        "# do not edit: change bridge/devnet.py and generate it again (tests/test_compose.py checks).",
+        "#",
+        "#   docker compose up                      # anvil, the escrow, the homes, then the validators",
+        "#   docker compose --profile e2e run e2e   # the end-to-end suite against the running network",
+        "#   docker compose down -v                 # stop and forget everything (anvil keeps no state)",
+        "",
+    ]
+    return "\n".join(header + _yaml(compose_spec(validators, base_port), 0)) + "\n"

@@ -13,24 +13,44 @@ class EthDepositsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # JSON-RPC endpoints, http(s) or ws(s). Several mean failover, in order.
-    rpc_url: tuple[str, ...]
+    rpc_url: tuple[str, ...] = Field(
+        description="JSON-RPC endpoint(s), http(s):// or ws(s)://; a list means failover, in order"
+    )
     # The BridgeEscrow contract whose Deposit events are credited.
-    contract_address: str
+    contract_address: str = Field(description="the BridgeEscrow contract whose Deposit events are credited")
     # The chain id the endpoints must serve; checked at start.
-    chain_id: int = Field(gt=0)
+    chain_id: int = Field(gt=0, description="the chain id every endpoint must serve; checked at start")
     # First block to scan when the listener has no progress stored (the escrow's deployment block).
-    starting_height: int = Field(0, ge=0)
+    starting_height: int = Field(
+        0, ge=0, description="first block to scan when no progress is stored (the escrow's deployment block)"
+    )
     # What counts as safe to vote on: `required_confirmations` blocks behind the head, or
     # the chain's own "safe" / "finalized" block.
-    finality: Literal["confirmations", "safe", "finalized"] = "confirmations"
-    required_confirmations: int = Field(12, ge=0)
+    finality: Literal["confirmations", "safe", "finalized"] = Field(
+        "confirmations",
+        description="what is safe to vote on: `required_confirmations` blocks behind the head, or the "
+        'chain\'s own "safe" / "finalized" block',
+    )
+    required_confirmations: int = Field(
+        12, ge=0, description='blocks behind the head that are safe, with finality = "confirmations"'
+    )
     # Blocks per eth_getLogs request at start; refusals halve it, successes grow it back.
-    block_sync_chunk_size: int = Field(2000, ge=1)
-    max_chunk_size: int = Field(100_000, ge=1)
+    block_sync_chunk_size: int = Field(
+        2000,
+        ge=1,
+        description="blocks per eth_getLogs request at start; refusals halve it, successes grow it",
+    )
+    max_chunk_size: int = Field(
+        100_000,
+        ge=1,
+        description="the most blocks one eth_getLogs request asks for (>= block_sync_chunk_size)",
+    )
     # Seconds between polls once caught up.
-    poll_interval: float = Field(2.0, gt=0)
+    poll_interval: float = Field(2.0, gt=0, description="seconds between polls once caught up")
     # Seconds before one JSON-RPC request is abandoned (and retried).
-    request_timeout: float = Field(30.0, gt=0)
+    request_timeout: float = Field(
+        30.0, gt=0, description="seconds before one JSON-RPC request is abandoned (and retried)"
+    )
 
     @field_validator("rpc_url", mode="before")
     @classmethod
