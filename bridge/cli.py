@@ -220,7 +220,8 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     from bridge import devnet
 
     if args.devnet_command == "up":
-        print(json.dumps(asyncio.run(devnet.up(args.dir, args.validators, args.base_port)), indent=2))
+        manifest = asyncio.run(devnet.up(args.dir, args.validators, args.base_port, args.observers))
+        print(json.dumps(manifest, indent=2))
     elif args.devnet_command == "init":
         return _devnet_init(args)
     elif args.devnet_command == "status":
@@ -370,6 +371,8 @@ def parser() -> argparse.ArgumentParser:
         if name in ("up", "init"):
             cmd.add_argument("--validators", type=int, default=4)
             cmd.add_argument("--base-port", type=int, default=26600, help="node i uses base + 10*i ...")
+        if name == "up":
+            cmd.add_argument("--observers", type=int, default=0, help="extra non-validator nodes")
         if name == "init":
             cmd.add_argument("--docker", action="store_true", help="addresses for a compose network")
             cmd.add_argument(

@@ -306,14 +306,16 @@ async def _wait_http(url: str, timeout: float) -> Any:
             await asyncio.sleep(0.2)
 
 
-async def up(directory: Path, validators: int, base_port: int) -> dict[str, Any]:
+async def up(directory: Path, validators: int, base_port: int, observers: int = 0) -> dict[str, Any]:
+    """Start anvil, deploy the escrow, write and start ``validators`` validator nodes and
+    ``observers`` non-validators (which can ask to join with `bridge validators join`)."""
     from bridge.contracts import Chain, deploy_bridge
     from bridge.demo import ANVIL_KEY, anvil_path
 
     if (directory / MANIFEST).exists():
         raise BridgeError(f"{directory} already holds a devnet: `bridge devnet down --dir {directory}` first")
-    if not 1 <= validators <= 9:
-        raise BridgeError("--validators must be between 1 and 9")
+    if not 1 <= validators <= 9 or not 0 <= observers <= 9 - validators:
+        raise BridgeError("--validators must be 1 to 9, and --observers at most 9 minus that")
     directory.mkdir(parents=True, exist_ok=True)
     anvil_port = base_port + 95
     anvil_url = f"http://127.0.0.1:{anvil_port}"
@@ -336,7 +338,9 @@ async def up(directory: Path, validators: int, base_port: int) -> dict[str, Any]
     finally:
         await chain.close()
     table = eth_deposits_table(anvil_url, deployed)
-    homes = write_devnet(directory, validators, base_port=base_port, extensions={"eth_deposits": table})
+    homes = write_devnet(
+        directory, validators, base_port=base_port, extensions={"eth_deposits": table}, observers=observers
+    )
     nodes = []
     for i, home in enumerate(homes):
         _spawn(
