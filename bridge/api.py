@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bridge.api")
 NODE: web.AppKey[Node] = web.AppKey("node")
 STATUSES = ("pending", "confirmed", "failed")
+MAX_JSON_BRACKETS = 32
 routes = web.RouteTableDef()
 
 
@@ -209,9 +210,16 @@ async def submit(request: web.Request) -> web.Response:
         raise web.HTTPRequestEntityTooLarge(
             max_size=2 * MAX_TX_BYTES + 64, actual_size=request.content_length
         )
+    data = await request.read()
+    # A transaction body holds one "{": many more brackets is no transaction. Checked before
+    # the recursive json.loads: py_ecc (imported by eth_account) raises the recursion limit to
+    # 100,000, so a deeply nested body would overflow the C stack (a segfault of the node)
+    # instead of raising RecursionError.
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_BRACKETS:
+        raise _bad('body must be JSON: {"tx": "0x<hex>"} (too many nested brackets)')
     try:
-        body: Any = json.loads(await request.read())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        body: Any = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise _bad('body must be JSON: {"tx": "0x<hex>"}') from None
     if not isinstance(body, dict) or not isinstance(body.get("tx"), str):
         raise _bad("field 'tx' is required: the hex-encoded signed transaction")
