@@ -398,6 +398,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # py_ecc (imported by eth-account) raises the recursion limit to 100,000: deep enough for
+    # a hostile, deeply nested JSON answer to overflow the C stack instead of raising.
+    sys.setrecursionlimit(min(sys.getrecursionlimit(), 10_000))
     args = parser().parse_args(argv)
     try:
         return int(args.fn(args))
