@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 include contracts.mk
 include cometbft.mk
 include docker.mk
+include bench.mk
 
 install: $(STAMP) node-tools cometbft docker-compose-tool
 

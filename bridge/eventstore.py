@@ -8,6 +8,7 @@ another's writes, and nobody reads what an open transaction has not committed ye
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from pathlib import Path
 import aiosqlite
 
 from bridge import sqlite
-from bridge.encoding import event_id
+from bridge.encoding import Writer
 from bridge.sqlite import chunks, marks
 from resolutions import MAX_BODY_BYTES, registered_resolutions
 
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 PENDING, VOTED = "pending", "voted"
+_INSERT_EVENT = "INSERT OR IGNORE INTO events (id, type, body, listener, first_seen) VALUES (?, ?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,12 @@ class ScopedStore:
 
     def __init__(self, store: EventStore, listener: str, *, in_transaction: bool) -> None:
         self._store, self._name, self._in_tx = store, listener, in_transaction
+        # Inside a transaction, broadcasts are collected and inserted in one executemany
+        # just before COMMIT: one round trip to SQLite's thread per chunk, not per event.
+        self._rows: list[tuple[bytes, str, bytes, str, float]] = []
+        # Registered types seen by this store, with their encoding (the event id's prefix).
+        # Resolutions are registered at import time and never removed.
+        self._types: dict[str, bytes] = {}
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -134,17 +142,28 @@ class ScopedStore:
                 yield self._store._db
 
     async def broadcast(self, event_type: str, data: bytes) -> None:
-        if event_type not in registered_resolutions():
+        if event_type not in self._types and event_type not in registered_resolutions():
             raise ValueError(f"cannot broadcast {event_type!r}: no resolution of that type is registered")
         if not isinstance(data, bytes):
             raise TypeError("event data must be bytes")
         if len(data) > MAX_BODY_BYTES:
             raise ValueError(f"event data of {len(data)} bytes exceeds the limit of {MAX_BODY_BYTES}")
+        prefix = self._types.get(event_type)
+        if prefix is None:
+            prefix = self._types[event_type] = Writer().text(event_type).finish()
+        # = event_id(event_type, data), with the type's encoding computed once
+        rid = hashlib.sha256(prefix + len(data).to_bytes(4, "big") + data).digest()
+        row = (rid, event_type, data, self._name, time.time())
+        if self._in_tx:
+            self._rows.append(row)
+            return
         async with self._locked() as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO events (id, type, body, listener, first_seen) VALUES (?, ?, ?, ?, ?)",
-                (event_id(event_type, data), event_type, data, self._name, time.time()),
-            )
+            await db.execute(_INSERT_EVENT, row)
+
+    async def _flush(self, db: aiosqlite.Connection) -> None:
+        if self._rows:
+            rows, self._rows = self._rows, []
+            await db.executemany(_INSERT_EVENT, rows)
 
     async def set(self, key: bytes, value: bytes) -> None:
         async with self._locked() as db:
@@ -168,8 +187,10 @@ class ScopedStore:
         async with self._store._lock:
             db = self._store._db
             await db.execute("BEGIN IMMEDIATE")
+            inner = ScopedStore(self._store, self._name, in_transaction=True)
             try:
-                yield ScopedStore(self._store, self._name, in_transaction=True)
+                yield inner
+                await inner._flush(db)
             except BaseException:
                 await db.execute("ROLLBACK")
                 raise

@@ -384,6 +384,7 @@ class Ledger:
         confirmed.sort(key=lambda r: (r.type, r.id))
 
         outcomes: list[tuple[bytes, str, str]] = []
+        processed: list[tuple[bytes, str, bytes, int, str, str]] = []
         for res in confirmed:
             status, error = "confirmed", ""
             try:
@@ -396,7 +397,12 @@ class Ledger:
                 )
             await self._refund(res.voters)
             outcomes.append((res.id, res.type, status))
-            await s.mark_processed([(res.id, res.type, res.body, ctx.height, status, error)])
+            # Logged in place (the app hash depends on the order), inserted once below:
+            # no resolve can read the processed table.
+            done = (res.id, res.type, res.body, ctx.height, status, error)
+            s.log.append(s.processed_entry(done))
+            processed.append(done)
+        await s.mark_processed(processed, logged=True)
         await s.remove_resolutions([r.id for r in confirmed])
 
         expired = await s.expired(ctx.height)

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -104,11 +105,16 @@ class State:
         finally:
             self._savepoints -= 1
 
+    async def _one(self, sql: str, params: tuple[object, ...]) -> Any:
+        """The first row of a query, or None: one round trip to SQLite's thread (not three:
+        execute, fetch, close)."""
+        rows = list(await self.db.execute_fetchall(sql, params))
+        return rows[0] if rows else None
+
     # -- meta (not hashed: height and app hash are the hash's own inputs) -- #
 
     async def get_meta(self, key: str) -> bytes | None:
-        async with self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
         return None if row is None else bytes(row[0])
 
     async def set_meta(self, key: str, value: bytes) -> None:
@@ -117,8 +123,7 @@ class State:
     # -- accounts and nonces -- #
 
     async def balance(self, account: str) -> int:
-        async with self.db.execute("SELECT balance FROM accounts WHERE id = ?", (account,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT balance FROM accounts WHERE id = ?", (account,))
         return 0 if row is None else int(row[0])
 
     async def set_balance(self, account: str, balance: int) -> None:
@@ -130,8 +135,7 @@ class State:
             self.log.append(("accounts", account.encode(), Writer().uint(balance).finish()))
 
     async def nonce(self, signer: bytes) -> int:
-        async with self.db.execute("SELECT nonce FROM nonces WHERE signer = ?", (signer,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT nonce FROM nonces WHERE signer = ?", (signer,))
         return 0 if row is None else int(row[0])
 
     async def set_nonce(self, signer: bytes, nonce: int) -> None:
@@ -141,12 +145,13 @@ class State:
     # -- validators -- #
 
     async def validators(self) -> dict[bytes, int]:
-        async with self.db.execute("SELECT pubkey, power FROM validators ORDER BY pubkey") as cur:
-            return {bytes(k): int(p) async for k, p in cur}
+        return {
+            bytes(k): int(p)
+            for k, p in await self.db.execute_fetchall("SELECT pubkey, power FROM validators ORDER BY pubkey")
+        }
 
     async def validator_since(self, pubkey: bytes) -> int | None:
-        async with self.db.execute("SELECT since FROM validators WHERE pubkey = ?", (pubkey,)) as cur:
-            row = await cur.fetchone()
+        row = await self._one("SELECT since FROM validators WHERE pubkey = ?", (pubkey,))
         return None if row is None else int(row[0])
 
     async def set_power(self, pubkey: bytes, power: int, height: int) -> None:
@@ -164,8 +169,10 @@ class State:
     async def _ids(self, sql: str, ids: list[bytes], *args: object) -> set[bytes]:
         found: set[bytes] = set()
         for part in chunks(ids):
-            async with self.db.execute(sql.format(marks(len(part))), (*args, *part)) as cur:
-                found.update([bytes(r[0]) async for r in cur])
+            found.update(
+                bytes(r[0])
+                for r in await self.db.execute_fetchall(sql.format(marks(len(part))), (*args, *part))
+            )
         return found
 
     async def processed_ids(self, ids: list[bytes]) -> set[bytes]:
@@ -180,8 +187,7 @@ class State:
         )
 
     async def all_pending_ids(self) -> list[bytes]:
-        async with self.db.execute("SELECT id FROM resolutions ORDER BY id") as cur:
-            return [bytes(r[0]) async for r in cur]
+        return [bytes(r[0]) for r in await self.db.execute_fetchall("SELECT id FROM resolutions ORDER BY id")]
 
     async def resolutions(self, ids: list[bytes]) -> dict[bytes, ResolutionRow]:
         out: dict[bytes, ResolutionRow] = {}
@@ -190,9 +196,8 @@ class State:
                 "SELECT id, type, body, proposer, expiration FROM resolutions"
                 f" WHERE id IN ({marks(len(part))})"
             )
-            async with self.db.execute(sql, part) as cur:
-                async for i, t, b, p, e in cur:
-                    out[bytes(i)] = ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
+            for i, t, b, p, e in await self.db.execute_fetchall(sql, part):
+                out[bytes(i)] = ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
         return out
 
     async def voters(self, ids: list[bytes]) -> dict[bytes, list[bytes]]:
@@ -202,9 +207,8 @@ class State:
                 f"SELECT resolution_id, voter FROM votes WHERE resolution_id IN ({marks(len(part))})"
                 " ORDER BY resolution_id, voter"
             )
-            async with self.db.execute(sql, part) as cur:
-                async for rid, voter in cur:
-                    out[bytes(rid)].append(bytes(voter))
+            for rid, voter in await self.db.execute_fetchall(sql, part):
+                out[bytes(rid)].append(bytes(voter))
         return out
 
     async def expired(self, height: int) -> list[ResolutionRow]:
@@ -212,8 +216,10 @@ class State:
             "SELECT id, type, body, proposer, expiration FROM resolutions WHERE expiration <= ?"
             " ORDER BY type, id"
         )
-        async with self.db.execute(sql, (height,)) as cur:
-            return [ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e)) async for i, t, b, p, e in cur]
+        return [
+            ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
+            for i, t, b, p, e in await self.db.execute_fetchall(sql, (height,))
+        ]
 
     async def add_resolutions(self, rows: list[ResolutionRow]) -> None:
         await self.db.executemany(
@@ -240,17 +246,24 @@ class State:
         await self.db.executemany("DELETE FROM resolutions WHERE id = ?", params)
         self.log.extend(("resolutions", i, None) for i in ids)
 
-    async def mark_processed(self, rows: list[tuple[bytes, str, bytes, int, str, str]]) -> None:
-        """Rows of (id, type, body, height, status, error)."""
+    async def mark_processed(
+        self, rows: list[tuple[bytes, str, bytes, int, str, str]], *, logged: bool = False
+    ) -> None:
+        """Rows of (id, type, body, height, status, error). With ``logged`` the caller has
+        already appended each row's :meth:`processed_entry` to the log, where it belongs."""
         await self.db.executemany("INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?)", rows)
-        self.log.extend(("processed", r[0], Writer().u64(r[3]).text(r[4]).text(r[5]).finish()) for r in rows)
+        if not logged:
+            self.log.extend(self.processed_entry(r) for r in rows)
+
+    @staticmethod
+    def processed_entry(r: tuple[bytes, str, bytes, int, str, str]) -> Entry:
+        return ("processed", r[0], Writer().u64(r[3]).text(r[4]).text(r[5]).finish())
 
     # -- key-value state of resolution types -- #
 
     async def kv_get(self, namespace: str, key: bytes) -> bytes | None:
         sql = "SELECT value FROM kv WHERE namespace = ? AND key = ?"
-        async with self.db.execute(sql, (namespace, key)) as cur:
-            row = await cur.fetchone()
+        row = await self._one(sql, (namespace, key))
         return None if row is None else bytes(row[0])
 
     async def kv_set(self, namespace: str, key: bytes, value: bytes) -> None:

@@ -51,6 +51,35 @@ def decode_log(log: dict[str, Any], chain_id: int, escrow: str) -> Deposit | Non
     )
 
 
+def deposit_body(log: dict[str, Any], chain_id: int, escrow: str) -> bytes | None:
+    """``decode_log(log, chain_id, escrow).encode()`` (or None), without the Deposit object.
+
+    The body is the ABI encoding of static types, i.e. 32-byte words, and the log carries
+    the nonce, sender, recipient and amount as such words already: they are copied, not
+    decoded and re-encoded. Anything but the usual shapes takes the general path.
+    """
+    topics = log.get("topics") or []
+    if (
+        len(topics) != 4
+        or topics[0].lower() != DEPOSIT_TOPIC
+        or str(log.get("address", "")).lower() != escrow.lower()
+        or log.get("removed")
+    ):
+        return None
+    _, nonce, sender, recipient = topics
+    tx_hash, amount = log["transactionHash"], log["data"]
+    if all(len(v) == 66 and v[:2] == "0x" for v in (nonce, sender, recipient, tx_hash, amount)):
+        try:
+            return bytes.fromhex(
+                f"{chain_id:064x}{escrow[2:]:0>64}{nonce[2:]}{tx_hash[2:]}{int(log['logIndex'], 16):064x}"
+                f"{int(log['blockNumber'], 16):064x}{sender[-40:]:0>64}{recipient[-40:]:0>64}{amount[2:]}"
+            )
+        except ValueError:
+            pass  # not hex: the general path decides (and raises as it always did)
+    deposit = decode_log(log, chain_id, escrow)
+    return None if deposit is None else deposit.encode()
+
+
 class Scanner:
     def __init__(self, service: Service, store: EventStore, config: EthDepositsConfig, client: EthClient):
         self.service, self.store, self.config, self.client = service, store, config, client
@@ -147,15 +176,13 @@ class Scanner:
                 "provider refused %d blocks (%s); chunk %d -> %d", end - start + 1, exc, previous, self.chunk
             )
             return True
-        deposits = [
-            d
-            for d in (decode_log(log, self.config.chain_id, self.config.contract_address) for log in logs)
-            if d
-        ]
+        chain_id, escrow = self.config.chain_id, self.config.contract_address
+        deposits = [body for body in (deposit_body(log, chain_id, escrow) for log in logs) if body]
+        del logs  # the chunk's raw logs are not needed past this point
         self.checkpoints = [*self.checkpoints, (end, block[1].hex())][-_MAX_CHECKPOINTS:]
         async with self.store.transaction() as tx:
-            for deposit in deposits:
-                await tx.broadcast(CREDIT_ACCOUNT, deposit.encode())
+            for body in deposits:
+                await tx.broadcast(CREDIT_ACCOUNT, body)
             await self._save(tx, end, block[1])
         self.status.count("deposits_seen", len(deposits))
         self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
@@ -199,7 +226,8 @@ class Scanner:
                 self._progress(safe)
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.config.poll_interval)
+                    async with asyncio.timeout(self.config.poll_interval):  # not wait_for: see ethereum.py
+                        await wake.wait()
         finally:
             heads.cancel()
             await asyncio.gather(heads, return_exceptions=True)

@@ -1,0 +1,52 @@
+"""The listener's fast body encoding is byte-for-byte ``decode_log(...).encode()``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from listeners.eth_deposits import DEPOSIT_TOPIC, decode_log
+from listeners.eth_deposits.deposits import deposit_body
+
+ESCROW = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+
+def _log(**overrides: Any) -> dict[str, Any]:
+    log = {
+        "address": ESCROW.lower(),
+        "topics": [
+            DEPOSIT_TOPIC,
+            "0x" + "00" * 31 + "2a",
+            "0x" + "00" * 12 + "f39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+            "0x" + "00" * 12 + "AbCDEF0123456789abcdef0123456789ABCDEF01",
+        ],
+        "data": "0x" + "00" * 30 + "03e8",
+        "blockNumber": "0x1f",
+        "transactionHash": "0x" + "ab" * 32,
+        "logIndex": "0x3",
+        "removed": False,
+    }
+    log.update(overrides)
+    return log
+
+
+def test_same_bytes_as_the_deposit_encoding() -> None:
+    cases = [
+        _log(),
+        _log(data="0x" + "ff" * 32),
+        _log(topics=[DEPOSIT_TOPIC.upper().replace("0X", "0x"), *_log()["topics"][1:]]),
+        # dirty upper bytes of an address topic: both paths keep only the last 20 bytes
+        _log(
+            topics=[
+                *_log()["topics"][:2],
+                "0x" + "11" * 12 + "f39fd6e51aad88f6f4ce6ab8827279cfffb92266",
+                _log()["topics"][3],
+            ]
+        ),
+        _log(data="0x3e8"),  # a short data word takes the general path
+        _log(removed=True),
+        _log(address="0x" + "00" * 20),
+        _log(topics=_log()["topics"][:3]),
+    ]
+    for log in cases:
+        deposit = decode_log(log, 31337, ESCROW)
+        assert deposit_body(log, 31337, ESCROW) == (None if deposit is None else deposit.encode())
