@@ -28,8 +28,8 @@ _MAX_CHECKPOINTS = 64  # chunk ends remembered to find the last common block aft
 _PROGRESS_EVERY = 5.0  # seconds between progress lines in the log
 
 
-def decode_log(log: dict[str, Any], chain_id: int, escrow: str) -> Deposit | None:
-    """The deposit a raw log describes, or None if it is not one of the escrow's Deposit logs."""
+def _deposit_topics(log: dict[str, Any], escrow: str) -> list[str] | None:
+    """The four topics of one of the escrow's Deposit logs; None for any other log."""
     topics = log.get("topics") or []
     if (
         len(topics) != 4
@@ -37,6 +37,14 @@ def decode_log(log: dict[str, Any], chain_id: int, escrow: str) -> Deposit | Non
         or str(log.get("address", "")).lower() != escrow.lower()
         or log.get("removed")
     ):
+        return None
+    return list(topics)
+
+
+def decode_log(log: dict[str, Any], chain_id: int, escrow: str) -> Deposit | None:
+    """The deposit a raw log describes, or None if it is not one of the escrow's Deposit logs."""
+    topics = _deposit_topics(log, escrow)
+    if topics is None:
         return None
     return Deposit(
         chain_id=chain_id,
@@ -58,13 +66,8 @@ def deposit_body(log: dict[str, Any], chain_id: int, escrow: str) -> bytes | Non
     the nonce, sender, recipient and amount as such words already: they are copied, not
     decoded and re-encoded. Anything but the usual shapes takes the general path.
     """
-    topics = log.get("topics") or []
-    if (
-        len(topics) != 4
-        or topics[0].lower() != DEPOSIT_TOPIC
-        or str(log.get("address", "")).lower() != escrow.lower()
-        or log.get("removed")
-    ):
+    topics = _deposit_topics(log, escrow)
+    if topics is None:
         return None
     _, nonce, sender, recipient = topics
     tx_hash, amount = log["transactionHash"], log["data"]
