@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import signal
 import statistics
 import subprocess
@@ -155,23 +154,9 @@ def devnet_nodes(tmp: Path, table: dict[str, Any], validators: int = 4) -> Nodes
 
 
 def _free_base(nodes: int) -> int:
-    import socket
+    from bridge.devnet import free_base_port
 
-    from bridge.devnet import Ports
-
-    rng = random.Random()
-    for _ in range(100):
-        base = rng.randrange(20000, 60000, 100)
-        try:
-            for i in range(nodes):
-                ports = Ports.of(base, i)
-                for port in (ports.api, ports.p2p, ports.rpc):
-                    with socket.socket() as s:
-                        s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
+    return free_base_port(nodes)
 
 
 async def _setup(chain: AnvilProcess) -> tuple[str, int]:

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 import json
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -611,3 +614,27 @@ def compose_file(validators: int = 4, base_port: int = 26600) -> str:
         "",
     ]
     return "\n".join(header + _yaml(compose_spec(validators, base_port), 0)) + "\n"
+
+
+def free_base_port(nodes: int, rng: random.Random | None = None) -> int:
+    """A base port whose ports for ``nodes`` nodes (and anvil at base + 95) are free now.
+
+    It is drawn below the kernel's ephemeral range: a port up there may be free when checked
+    and taken a moment later by some outgoing connection before the node binds it.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    rng = rng or random.Random()
+    for _ in range(200):
+        base = rng.randrange(10000, low - 100, 100)
+        wanted = [p for i in range(nodes) for p in dataclasses.astuple(Ports.of(base, i))] + [base + 95]
+        try:
+            for port in wanted:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise BridgeError("no free range of ports for a devnet")

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -17,29 +15,9 @@ import aiohttp
 import pytest
 
 from bridge.contracts import Chain
-from bridge.devnet import Ports, write_devnet
+from bridge.devnet import Ports, free_base_port, write_devnet
 from bridge.node import BUNDLED_COMETBFT
 from tests.eth.conftest import Anvil, anvil, bridge, chain  # noqa: F401  (fixtures)
-
-
-def free_base_port(nodes: int) -> int:
-    """A base port whose node ports (base + 10*i + 0/6/7) are all free."""
-    rng = random.Random()
-    for _ in range(100):
-        base = rng.randrange(20000, 60000, 100)
-        ports = [
-            p
-            for i in range(nodes)
-            for p in (Ports.of(base, i).api, Ports.of(base, i).p2p, Ports.of(base, i).rpc)
-        ]
-        try:
-            for port in ports:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 def deposits_table(anvil_url: str, deployed: dict[str, Any]) -> dict[str, Any]:

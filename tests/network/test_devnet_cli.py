@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from bridge.demo import ANVIL_KEY
-from tests.network.conftest import free_base_port
+from bridge.devnet import free_base_port
 
 pytestmark = pytest.mark.e2e
 

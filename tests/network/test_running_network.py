@@ -21,7 +21,7 @@ import pytest
 
 from bridge.contracts import Chain, deposit
 from bridge.demo import ANVIL_KEY
-from tests.network.conftest import free_base_port
+from bridge.devnet import free_base_port
 
 pytestmark = pytest.mark.e2e
 
