@@ -4,6 +4,7 @@ test kills it), real HTTP and real SQLite. Every deposit must be credited exactl
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
@@ -73,6 +74,16 @@ class Depositor:
     async def deposit(self, amount: int, recipient: str) -> int:
         """One deposit, mined at once (automine on); its block number."""
         return await self.block_of(await self.send(self.sign(amount, recipient)))
+
+    async def stream(self, rng: random.Random, recipients: list[str], count: int, max_pause: float) -> None:
+        """``count`` deposits, mined one per block (automine), at a seeded, uneven pace."""
+        last = ""
+        for _ in range(count):
+            last = await self.send(self.sign(rng.randrange(1, 10**18), rng.choice(recipients)))
+            if rng.random() < 0.3:
+                await asyncio.sleep(rng.uniform(0, max_pause))
+        if last:
+            await self.block_of(last)
 
     async def block_of(self, tx_hash: str) -> int:
         """The block of a sent transaction, once anvil has mined it."""

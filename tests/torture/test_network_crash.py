@@ -26,16 +26,6 @@ PER_KILL = 6
 NODES = [0, 1, 2, 3]
 
 
-async def stream(depositor: Depositor, rng: random.Random, recipients: list[str], count: int) -> None:
-    last = ""
-    for _ in range(count):
-        last = await depositor.send(depositor.sign(rng.randrange(1, 10**18), rng.choice(recipients)))
-        if rng.random() < 0.3:
-            await asyncio.sleep(rng.uniform(0, 0.1))
-    if last:
-        await depositor.block_of(last)
-
-
 async def heights(net: Network, nodes: list[int]) -> dict[int, int]:
     found = await asyncio.gather(*(net.status(i) for i in nodes))
     return {i: s["height"] for i, s in zip(nodes, found, strict=True) if s is not None}
@@ -56,7 +46,7 @@ async def test_validators_killed_one_at_a_time_during_a_deposit_stream(
         others = [i for i in NODES if i != victim]
         net.kill(victim)
         # 3 of 4 equal powers are > 2/3: blocks and credits go on while the victim is down.
-        deposits = asyncio.create_task(stream(depositor, rng, recipients, PER_KILL))
+        deposits = asyncio.create_task(depositor.stream(rng, recipients, PER_KILL, max_pause=0.1))
         try:
             start = await heights(net, others)
             assert len(start) == 3, f"a survivor does not answer: {start}"

@@ -32,17 +32,6 @@ KILLS = 30
 RECIPIENTS = 12
 
 
-async def stream(depositor: Depositor, rng: random.Random, recipients: list[str], count: int) -> None:
-    """``count`` deposits, mined one per block (automine), at a seeded, uneven pace."""
-    last = ""
-    for _ in range(count):
-        last = await depositor.send(depositor.sign(rng.randrange(1, 10**18), rng.choice(recipients)))
-        if rng.random() < 0.3:
-            await asyncio.sleep(rng.uniform(0, 0.05))
-    if last:
-        await depositor.block_of(last)
-
-
 async def height(http: aiohttp.ClientSession, api: str) -> int:
     status, body = await get(http, api + "/v1/status")
     assert status == 200, body
@@ -63,7 +52,7 @@ async def test_solo_node_survives_30_sigkills_during_300_deposits(
         for cycle in range(KILLS):
             log = tmp_path / f"run{cycle:02}.log"
             with spawn(home, log) as proc:
-                deposits = asyncio.create_task(stream(depositor, rng, recipients, per_cycle))
+                deposits = asyncio.create_task(depositor.stream(rng, recipients, per_cycle, max_pause=0.05))
                 try:
                     if rng.random() < 0.25:
                         # During start-up: imports, opening the databases, replaying, the
