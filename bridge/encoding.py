@@ -13,6 +13,7 @@ import struct
 from bridge.errors import DecodeError
 
 MAX_U64 = 2**64 - 1
+_U32 = struct.Struct(">I").pack
 
 
 class Writer:
@@ -24,7 +25,7 @@ class Writer:
         return self
 
     def u32(self, v: int) -> Writer:
-        self._parts.append(struct.pack(">I", v))
+        self._parts.append(_U32(v))
         return self
 
     def u64(self, v: int) -> Writer:
@@ -32,8 +33,7 @@ class Writer:
         return self
 
     def blob(self, v: bytes) -> Writer:
-        self._parts.append(struct.pack(">I", len(v)))
-        self._parts.append(v)
+        self._parts.append(_U32(len(v)) + v)
         return self
 
     def text(self, v: str) -> Writer:
@@ -103,4 +103,5 @@ class Reader:
 
 def event_id(event_type: str, body: bytes) -> bytes:
     """The id of an event and of the resolution it becomes: a hash of (type, body)."""
-    return hashlib.sha256(Writer().text(event_type).blob(body).finish()).digest()
+    t = event_type.encode()
+    return hashlib.sha256(_U32(len(t)) + t + _U32(len(body)) + body).digest()  # text, blob

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import aiosqlite
@@ -22,6 +23,21 @@ async def connect(path: Path, *, readonly: bool = False) -> aiosqlite.Connection
         for pragma in PRAGMAS:
             await db.execute(pragma)
     await db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def connect_sync(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A plain connection, for the ledger's block execution (see ``bridge/ledger/state.py``).
+    It may be handed to a worker thread for one statement at a time (the COMMIT)."""
+    if readonly:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA query_only=ON")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for pragma in PRAGMAS:
+            db.execute(pragma)
+    db.execute("PRAGMA busy_timeout=5000")
     return db
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from fractions import Fraction
 from pathlib import Path
 
@@ -93,10 +94,14 @@ class LedgerApp:
 
 
 class Ledger:
-    def __init__(self, db: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
-        self._db, self._reader = db, reader
+    def __init__(
+        self, db: sqlite3.Connection, view: sqlite3.Connection, reader: aiosqlite.Connection
+    ) -> None:
+        self._db, self._view, self._reader = db, view, reader
         self.state = State(db)
-        self.view = State(reader)  # committed state only, for check_tx and queries
+        # Committed state only: point reads for check_tx and queries on ``view``; the API's
+        # scans on ``reader``, in aiosqlite's thread, so a long one never stalls the loop.
+        self.view = State(view)
         self.chain_id = ""
         self.height = 0
         self.app_hash = b""
@@ -108,16 +113,17 @@ class Ledger:
 
     @classmethod
     async def open(cls, path: Path) -> Ledger:
-        db = await sqlite.connect(path)
+        db = sqlite.connect_sync(path)
         await State(db).create()
-        ledger = cls(db, await sqlite.connect(path, readonly=True))
+        ledger = cls(db, sqlite.connect_sync(path, readonly=True), await sqlite.connect(path, readonly=True))
         await ledger._load()
         return ledger
 
     async def close(self) -> None:
         await self.state.rollback()  # an uncommitted block is discarded, as in a crash
         await self._reader.close()
-        await self._db.close()
+        self._view.close()
+        self._db.close()
 
     async def _load(self) -> None:
         s = self.state

@@ -4,17 +4,25 @@ Each block runs inside one SQLite transaction that ``commit`` ends, so nothing a
 writes is durable before commit, and a crash in between leaves the previous block's state.
 Every write goes through a method here that also appends a canonical entry to the block's
 write log; the app hash chains the previous hash with that log.
+
+The connection is a plain synchronous ``sqlite3`` one, called from the event loop: a block
+is tens of thousands of indexed statements of a few microseconds each, and a hop to a worker
+thread per statement (aiosqlite) cost more than ten times the statement itself. Only the
+COMMIT, which can wait on the disk, goes to a thread. The methods stay ``async`` because
+resolutions reach them through the async :class:`resolutions.App`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+import sqlite3
+import struct
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
-
-import aiosqlite
 
 from bridge.encoding import Writer
 from bridge.sqlite import chunks, marks
@@ -54,62 +62,127 @@ Entry = tuple[str, bytes, bytes | None]  # (table, key, new value or None for a 
 
 
 def block_hash(prev: bytes, height: int, log: Iterable[Entry]) -> bytes:
+    """sha256 of (prev, height) then, per entry, text(table) blob(key) and u8(0) for a delete
+    or u8(1) blob(value), in :mod:`bridge.encoding`'s format (packed inline: a block logs
+    tens of thousands of entries)."""
     h = hashlib.sha256(Writer().blob(prev).u64(height).finish())
+    pack = struct.pack
     for table, key, value in log:
-        w = Writer().text(table).blob(key)
-        h.update((w.u8(0) if value is None else w.u8(1).blob(value)).finish())
+        t = table.encode()
+        head = pack(">I", len(t)) + t + pack(">I", len(key)) + key
+        h.update(head + b"\x00" if value is None else head + b"\x01" + pack(">I", len(value)) + value)
     return h.digest()
+
+
+_MISSING = object()
+
+
+def _put_back(cache: dict[Any, Any], key: object, old: object) -> None:
+    if old is _MISSING:
+        del cache[key]
+    else:
+        cache[key] = old
 
 
 class State:
     """Reads and logged writes over the ledger's connection."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.log: list[Entry] = []
-        self._savepoints = 0
+        # A block's writes to the hot tables stay in memory until commit writes them with one
+        # executemany each: most resolutions are confirmed and removed in the block their
+        # last vote lands in (their rows would be written only to be deleted), and a resolve
+        # touches a few kv keys and balances (a statement each would dominate the block).
+        self._new: dict[bytes, ResolutionRow] = {}
+        self._new_votes: dict[bytes, list[bytes]] = {}
+        self._kv: dict[tuple[str, bytes], bytes | None] = {}
+        self._balances: dict[str, int] = {}
+        self._undo: list[Callable[[], object]] = []  # reverts the in-memory part of a savepoint
+        # Savepoints are entered, and opened in SQLite only before the first SQL write inside.
+        self._depth = self._opened = 0
 
     async def create(self) -> None:
-        await self.db.executescript(SCHEMA)
+        self.db.executescript(SCHEMA)
 
     # -- transactions -- #
 
+    def _reset(self) -> None:
+        self.log, self._new, self._new_votes, self._kv, self._balances, self._undo = [], {}, {}, {}, {}, []
+
+    def _open_savepoints(self) -> None:
+        while self._opened < self._depth:
+            self._opened += 1
+            self.db.execute(f"SAVEPOINT sp{self._opened}")
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._open_savepoints()
+        self.db.execute(sql, params)
+
+    def _write_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self._open_savepoints()
+            self.db.executemany(sql, rows)
+
+    def _remember(self, cache: dict[Any, Any], key: object, value: object) -> None:
+        old = cache.get(key, _MISSING)
+        cache[key] = value
+        self._undo.append(partial(_put_back, cache, key, old))
+
     async def begin(self) -> None:
-        self.log = []
-        await self.db.execute("BEGIN IMMEDIATE")
+        self._reset()
+        self.db.execute("BEGIN IMMEDIATE")
 
     async def commit(self) -> None:
-        await self.db.execute("COMMIT")
+        db = self.db
+        db.executemany(
+            "INSERT INTO resolutions VALUES (?, ?, ?, ?, ?)",
+            [(r.id, r.type, r.body, r.proposer, r.expiration) for r in self._new.values()],
+        )
+        db.executemany(
+            "INSERT INTO votes VALUES (?, ?)", [(i, v) for i, vs in self._new_votes.items() for v in vs]
+        )
+        kv = self._kv.items()
+        db.executemany(
+            "INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", [(*k, v) for k, v in kv if v is not None]
+        )
+        db.executemany("DELETE FROM kv WHERE namespace = ? AND key = ?", [k for k, v in kv if v is None])
+        balances = self._balances.items()
+        db.executemany(
+            "INSERT OR REPLACE INTO accounts VALUES (?, ?)", [(a, str(b)) for a, b in balances if b]
+        )
+        db.executemany("DELETE FROM accounts WHERE id = ?", [(a,) for a, b in balances if not b])
+        self._reset()
+        await asyncio.to_thread(self.db.execute, "COMMIT")
 
     async def rollback(self) -> None:
         if self.db.in_transaction:
-            await self.db.execute("ROLLBACK")
-        self.log = []
+            self.db.execute("ROLLBACK")
+        self._reset()
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Undo every write (and its log entries) made inside if the body raises."""
-        self._savepoints += 1
-        name = f"sp{self._savepoints}"
-        mark = len(self.log)
-        await self.db.execute(f"SAVEPOINT {name}")
+        self._depth += 1
+        depth, mark, undo_mark = self._depth, len(self.log), len(self._undo)
         try:
             yield
         except BaseException:
-            await self.db.execute(f"ROLLBACK TO {name}")
-            await self.db.execute(f"RELEASE {name}")
+            if self._opened >= depth:
+                self.db.execute(f"ROLLBACK TO sp{depth}")
             del self.log[mark:]
+            while len(self._undo) > undo_mark:
+                self._undo.pop()()
             raise
-        else:
-            await self.db.execute(f"RELEASE {name}")
         finally:
-            self._savepoints -= 1
+            if self._opened >= depth:
+                self.db.execute(f"RELEASE sp{depth}")
+                self._opened = depth - 1
+            self._depth -= 1
 
     async def _one(self, sql: str, params: tuple[object, ...]) -> Any:
-        """The first row of a query, or None: one round trip to SQLite's thread (not three:
-        execute, fetch, close)."""
-        rows = list(await self.db.execute_fetchall(sql, params))
-        return rows[0] if rows else None
+        """The first row of a query, or None."""
+        return self.db.execute(sql, params).fetchone()
 
     # -- meta (not hashed: height and app hash are the hash's own inputs) -- #
 
@@ -118,28 +191,26 @@ class State:
         return None if row is None else bytes(row[0])
 
     async def set_meta(self, key: str, value: bytes) -> None:
-        await self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        self._write("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     # -- accounts and nonces -- #
 
     async def balance(self, account: str) -> int:
+        if account in self._balances:
+            return self._balances[account]
         row = await self._one("SELECT balance FROM accounts WHERE id = ?", (account,))
         return 0 if row is None else int(row[0])
 
     async def set_balance(self, account: str, balance: int) -> None:
-        if balance == 0:
-            await self.db.execute("DELETE FROM accounts WHERE id = ?", (account,))
-            self.log.append(("accounts", account.encode(), None))
-        else:
-            await self.db.execute("INSERT OR REPLACE INTO accounts VALUES (?, ?)", (account, str(balance)))
-            self.log.append(("accounts", account.encode(), Writer().uint(balance).finish()))
+        self._remember(self._balances, account, balance)
+        self.log.append(("accounts", account.encode(), Writer().uint(balance).finish() if balance else None))
 
     async def nonce(self, signer: bytes) -> int:
         row = await self._one("SELECT nonce FROM nonces WHERE signer = ?", (signer,))
         return 0 if row is None else int(row[0])
 
     async def set_nonce(self, signer: bytes, nonce: int) -> None:
-        await self.db.execute("INSERT OR REPLACE INTO nonces VALUES (?, ?)", (signer, nonce))
+        self._write("INSERT OR REPLACE INTO nonces VALUES (?, ?)", (signer, nonce))
         self.log.append(("nonces", signer, Writer().u64(nonce).finish()))
 
     # -- validators -- #
@@ -147,7 +218,7 @@ class State:
     async def validators(self) -> dict[bytes, int]:
         return {
             bytes(k): int(p)
-            for k, p in await self.db.execute_fetchall("SELECT pubkey, power FROM validators ORDER BY pubkey")
+            for k, p in self.db.execute("SELECT pubkey, power FROM validators ORDER BY pubkey")
         }
 
     async def validator_since(self, pubkey: bytes) -> int | None:
@@ -156,12 +227,12 @@ class State:
 
     async def set_power(self, pubkey: bytes, power: int, height: int) -> None:
         if power == 0:
-            await self.db.execute("DELETE FROM validators WHERE pubkey = ?", (pubkey,))
+            self._write("DELETE FROM validators WHERE pubkey = ?", (pubkey,))
             self.log.append(("validators", pubkey, None))
             return
         since = await self.validator_since(pubkey)
         since = height if since is None else since
-        await self.db.execute("INSERT OR REPLACE INTO validators VALUES (?, ?, ?)", (pubkey, power, since))
+        self._write("INSERT OR REPLACE INTO validators VALUES (?, ?, ?)", (pubkey, power, since))
         self.log.append(("validators", pubkey, Writer().u64(power).u64(since).finish()))
 
     # -- resolutions and votes -- #
@@ -169,63 +240,61 @@ class State:
     async def _ids(self, sql: str, ids: list[bytes], *args: object) -> set[bytes]:
         found: set[bytes] = set()
         for part in chunks(ids):
-            found.update(
-                bytes(r[0])
-                for r in await self.db.execute_fetchall(sql.format(marks(len(part))), (*args, *part))
-            )
+            found.update(bytes(r[0]) for r in self.db.execute(sql.format(marks(len(part))), (*args, *part)))
         return found
 
     async def processed_ids(self, ids: list[bytes]) -> set[bytes]:
         return await self._ids("SELECT id FROM processed WHERE id IN ({})", ids)
 
     async def pending_ids(self, ids: list[bytes]) -> set[bytes]:
-        return await self._ids("SELECT id FROM resolutions WHERE id IN ({})", ids)
+        stored = await self._ids("SELECT id FROM resolutions WHERE id IN ({})", ids)
+        return stored | {i for i in ids if i in self._new}
 
     async def voted_ids(self, ids: list[bytes], voter: bytes) -> set[bytes]:
-        return await self._ids(
+        stored = await self._ids(
             "SELECT resolution_id FROM votes WHERE voter = ? AND resolution_id IN ({})", ids, voter
         )
+        return stored | {i for i in ids if voter in self._new_votes.get(i, ())}
 
     async def all_pending_ids(self) -> list[bytes]:
-        return [bytes(r[0]) for r in await self.db.execute_fetchall("SELECT id FROM resolutions ORDER BY id")]
+        stored = [bytes(r[0]) for r in self.db.execute("SELECT id FROM resolutions ORDER BY id")]
+        return sorted([*stored, *self._new])
 
     async def resolutions(self, ids: list[bytes]) -> dict[bytes, ResolutionRow]:
-        out: dict[bytes, ResolutionRow] = {}
-        for part in chunks(ids):
+        out = {i: self._new[i] for i in ids if i in self._new}
+        for part in chunks([i for i in ids if i not in self._new]):
             sql = (
                 "SELECT id, type, body, proposer, expiration FROM resolutions"
                 f" WHERE id IN ({marks(len(part))})"
             )
-            for i, t, b, p, e in await self.db.execute_fetchall(sql, part):
+            for i, t, b, p, e in self.db.execute(sql, part):
                 out[bytes(i)] = ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
         return out
 
     async def voters(self, ids: list[bytes]) -> dict[bytes, list[bytes]]:
-        out: dict[bytes, list[bytes]] = {i: [] for i in ids}
-        for part in chunks(ids):
-            sql = (
-                f"SELECT resolution_id, voter FROM votes WHERE resolution_id IN ({marks(len(part))})"
-                " ORDER BY resolution_id, voter"
-            )
-            for rid, voter in await self.db.execute_fetchall(sql, part):
+        """Each id's voters, in key order."""
+        out: dict[bytes, list[bytes]] = {i: list(self._new_votes.get(i, ())) for i in ids}
+        for part in chunks([i for i in ids if i not in self._new]):
+            sql = f"SELECT resolution_id, voter FROM votes WHERE resolution_id IN ({marks(len(part))})"
+            for rid, voter in self.db.execute(sql, part):
                 out[bytes(rid)].append(bytes(voter))
+        for voters in out.values():
+            voters.sort()
         return out
 
     async def expired(self, height: int) -> list[ResolutionRow]:
-        sql = (
-            "SELECT id, type, body, proposer, expiration FROM resolutions WHERE expiration <= ?"
-            " ORDER BY type, id"
-        )
-        return [
+        sql = "SELECT id, type, body, proposer, expiration FROM resolutions WHERE expiration <= ?"
+        rows = [
             ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
-            for i, t, b, p, e in await self.db.execute_fetchall(sql, (height,))
+            for i, t, b, p, e in self.db.execute(sql, (height,))
         ]
+        rows += [r for r in self._new.values() if r.expiration <= height]
+        return sorted(rows, key=lambda r: (r.type, r.id))
 
     async def add_resolutions(self, rows: list[ResolutionRow]) -> None:
-        await self.db.executemany(
-            "INSERT INTO resolutions VALUES (?, ?, ?, ?, ?)",
-            [(r.id, r.type, r.body, r.proposer, r.expiration) for r in rows],
-        )
+        for r in rows:
+            self._new[r.id] = r
+            self._undo.append(partial(self._new.pop, r.id))
         self.log.extend(
             (
                 "resolutions",
@@ -236,22 +305,33 @@ class State:
         )
 
     async def add_votes(self, ids: list[bytes], voter: bytes) -> None:
-        await self.db.executemany("INSERT INTO votes VALUES (?, ?)", [(i, voter) for i in ids])
+        for i in ids:
+            self._new_votes.setdefault(i, []).append(voter)
+            self._undo.append(self._new_votes[i].pop)
         self.log.extend(("votes", i + voter, b"") for i in ids)
 
     async def remove_resolutions(self, ids: list[bytes]) -> None:
         """Delete resolutions with their votes (one log entry each: votes go with them)."""
+        for i in ids:
+            row, votes = self._new.pop(i, None), self._new_votes.pop(i, None)
+            self._undo.append(partial(self._restore, i, row, votes))
         params = [(i,) for i in ids]
-        await self.db.executemany("DELETE FROM votes WHERE resolution_id = ?", params)
-        await self.db.executemany("DELETE FROM resolutions WHERE id = ?", params)
+        self._write_many("DELETE FROM votes WHERE resolution_id = ?", params)
+        self._write_many("DELETE FROM resolutions WHERE id = ?", params)
         self.log.extend(("resolutions", i, None) for i in ids)
+
+    def _restore(self, rid: bytes, row: ResolutionRow | None, votes: list[bytes] | None) -> None:
+        if row is not None:
+            self._new[rid] = row
+        if votes is not None:
+            self._new_votes[rid] = votes
 
     async def mark_processed(
         self, rows: list[tuple[bytes, str, bytes, int, str, str]], *, logged: bool = False
     ) -> None:
         """Rows of (id, type, body, height, status, error). With ``logged`` the caller has
         already appended each row's :meth:`processed_entry` to the log, where it belongs."""
-        await self.db.executemany("INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self._write_many("INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?)", rows)
         if not logged:
             self.log.extend(self.processed_entry(r) for r in rows)
 
@@ -262,14 +342,16 @@ class State:
     # -- key-value state of resolution types -- #
 
     async def kv_get(self, namespace: str, key: bytes) -> bytes | None:
+        if (namespace, key) in self._kv:
+            return self._kv[namespace, key]
         sql = "SELECT value FROM kv WHERE namespace = ? AND key = ?"
         row = await self._one(sql, (namespace, key))
         return None if row is None else bytes(row[0])
 
-    async def kv_set(self, namespace: str, key: bytes, value: bytes) -> None:
-        await self.db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (namespace, key, value))
+    async def kv_set(self, namespace: str, key: bytes, value: bytes | None) -> None:
+        """Set ``key`` to ``value``; None deletes it."""
+        self._remember(self._kv, (namespace, key), value)
         self.log.append(("kv", Writer().text(namespace).blob(key).finish(), value))
 
     async def kv_delete(self, namespace: str, key: bytes) -> None:
-        await self.db.execute("DELETE FROM kv WHERE namespace = ? AND key = ?", (namespace, key))
-        self.log.append(("kv", Writer().text(namespace).blob(key).finish(), None))
+        await self.kv_set(namespace, key, None)

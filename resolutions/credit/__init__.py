@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 from fractions import Fraction
+from functools import lru_cache
 
-from eth_abi.abi import decode, encode
+from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 
 from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
@@ -23,6 +24,17 @@ __all__ = ["CREDIT_ACCOUNT", "Deposit"]
 CREDIT_ACCOUNT = "credit_account"
 
 _TYPES = ("uint256", "address", "uint256", "bytes32", "uint256", "uint256", "address", "address", "uint256")
+_SIZE = 32 * len(_TYPES)
+_PAD = bytes(12)
+
+# Escrows and their users repeat: checksumming (a keccak each) once per address, not per vote.
+_checksum = lru_cache(maxsize=4096)(to_checksum_address)
+
+
+def _address(word: bytes) -> str:
+    if word[:12] != _PAD:
+        raise ValueError("credit_account body is not in canonical form")
+    return _checksum("0x" + word[12:].hex())
 
 
 @dataclass(frozen=True)
@@ -42,28 +54,34 @@ class Deposit:
 
     @classmethod
     def decode(cls, body: bytes) -> Deposit:
-        chain_id, escrow, nonce, tx_hash, log_index, block_number, sender, recipient, amount = decode(
-            _TYPES, body
-        )
-        deposit = cls(
-            chain_id,
-            to_checksum_address(escrow),
-            nonce,
-            tx_hash,
-            log_index,
-            block_number,
-            to_checksum_address(sender),
-            to_checksum_address(recipient),
-            amount,
-        )
-        if deposit.encode() != body:  # one deposit, one byte string
+        """The deposit of a canonical body; anything else raises ``ValueError``. Every field is
+        one static 32-byte word, so the canonical encoding is exactly nine words with
+        zero-padded addresses: checking that and slicing gives what eth_abi's decode and a
+        re-encode would, at a tenth of the cost (it was most of a block's time)."""
+        if len(body) != _SIZE:
             raise ValueError("credit_account body is not in canonical form")
-        return deposit
+        w = [body[i : i + 32] for i in range(0, _SIZE, 32)]
+        return cls(
+            int.from_bytes(w[0], "big"),
+            _address(w[1]),
+            int.from_bytes(w[2], "big"),
+            w[3],
+            int.from_bytes(w[4], "big"),
+            int.from_bytes(w[5], "big"),
+            _address(w[6]),
+            _address(w[7]),
+            int.from_bytes(w[8], "big"),
+        )
 
     @property
     def key(self) -> bytes:
-        """The deposit key: (chain id, escrow, nonce)."""
-        return encode(("uint256", "address", "uint256"), (self.chain_id, self.escrow, self.nonce))
+        """The deposit key: (chain id, escrow, nonce), ABI-encoded (three static words)."""
+        return (
+            self.chain_id.to_bytes(32, "big")
+            + _PAD
+            + bytes.fromhex(self.escrow[2:])
+            + self.nonce.to_bytes(32, "big")
+        )
 
     @property
     def account(self) -> str:
