@@ -37,6 +37,8 @@ class TxCode(IntEnum):
     INSUFFICIENT_BALANCE = 8
     INVALID_PAYLOAD = 9
     MEMPOOL_FULL = 10
+    BLOCK_FULL = 11  # the block's vote budget is spent: send it again
+    TOO_MANY_PENDING = 12  # the signer created too many resolutions still pending
     INTERNAL = 100
 
 

@@ -116,6 +116,11 @@ class ResolutionConfig:
     # Ledger blocks a resolution waits for votes before it expires. An expired event may be
     # voted again later. 14400 blocks is 48 minutes at the solo engine's 200 ms blocks.
     expiration_period: int = 14400
+    # Ledger blocks a processed resolution is remembered, so that a late vote for it is a
+    # no-op; after that its row is pruned (the ledger's tables stop growing with history).
+    # None remembers forever. Set it only when ``resolve`` is idempotent: a pruned event
+    # voted again by 2/3 of the power resolves again. At least ``expiration_period``.
+    keep_processed: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("confirmation_threshold", "refund_threshold"):
@@ -125,6 +130,9 @@ class ResolutionConfig:
         period = self.expiration_period
         if not isinstance(period, int) or isinstance(period, bool) or period < 1:
             raise ValueError(f"expiration_period must be a positive int, got {self.expiration_period!r}")
+        keep = self.keep_processed
+        if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < period):
+            raise ValueError(f"keep_processed must be None or an int >= expiration_period, got {keep!r}")
 
 
 _registry: dict[str, ResolutionConfig] = {}

@@ -4,6 +4,7 @@ every node with the same app hash at every height and the balances a simple mode
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,21 @@ class Signer:
         return tx.sign_ed25519(OUTSIDER).encode()
 
 
+def in_turns(actions: list[Action]) -> list[Action]:
+    """``actions`` taken in turn from each signer, as ``Ledger.prepare_proposal`` orders them."""
+    queues: dict[object, list[Action]] = {}
+    for action in actions:
+        who = (
+            ("validator", action.validator)
+            if isinstance(action, VoteAction)
+            else ("user", action.sender)
+            if isinstance(action, TransferAction)
+            else "outsider"
+        )
+        queues.setdefault(who, []).append(action)
+    return [a for turn in itertools.zip_longest(*queues.values()) for a in turn if a is not None]
+
+
 async def run_scenario(
     directory: Path, plan: list[tuple[list[Action], frozenset[int]]], trailing_blocks: int = 1
 ) -> Model:
@@ -191,6 +207,7 @@ async def run_scenario(
             model.codes = []
             for action in block_actions:
                 sim.submit(signer.raw(action))
+            for action in in_turns(block_actions):  # the order the proposer puts them in
                 model.apply(action)
             confirmed = model.end_block()
             result = await sim.step(crash=crash)

@@ -8,6 +8,7 @@ randomness, no floats, every query ordered.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import sqlite3
@@ -23,12 +24,20 @@ from bridge.keys import account_id
 from bridge.ledger import governance
 from bridge.ledger.state import ResolutionRow, State, block_hash
 from bridge.ledger.types import Block, BlockResult, Genesis, TxResult
-from bridge.txs import MAX_TX_BYTES, Transfer, Tx, Vote, decode_payload
+from bridge.txs import Transfer, Tx, Vote, decode_payload
 from resolutions import BlockContext, Resolution, get_resolution, registered_resolutions
 
 log = logging.getLogger("bridge.ledger")
 
 RECHECK_KEY = ("", b"recheck")  # set when validator power changed: re-examine every pending id
+
+# Bounds a hostile validator meets (the network's constants: every node must use the same).
+# A block executes at most this many votes (about a third of a second of ledger work).
+MAX_VOTES_PER_BLOCK = 10_000
+# A validator's first votes create resolutions that stay until confirmed or expired; beyond
+# this many of its own still pending, its votes that would create more are refused (its
+# votes for resolutions others created still count), so a flood cannot fill the tables.
+MAX_PENDING_PER_VALIDATOR = 10_000
 
 
 def required_power(total: int, threshold: Fraction) -> int:
@@ -38,6 +47,16 @@ def required_power(total: int, threshold: Fraction) -> int:
 
 def passes(approved: int, total: int, threshold: Fraction) -> bool:
     return total > 0 and approved >= required_power(total, threshold)
+
+
+def _peek(raw: bytes) -> tuple[bytes, int] | None:
+    """(signer, votes carried) of a transaction, or None if it does not decode."""
+    try:
+        tx = Tx.decode(raw)
+        payload = decode_payload(tx)
+    except TxError:
+        return None
+    return tx.signer, len(payload.events) if isinstance(payload, Vote) else 0
 
 
 class LedgerApp:
@@ -217,15 +236,22 @@ class Ledger:
     async def prepare_proposal(
         self, txs: list[bytes], max_tx_bytes: int, injected: list[bytes] | None = None
     ) -> list[bytes]:
-        """The proposer's own ``injected`` votes first, then mempool transactions, within the
-        byte cap."""
+        """The proposer's own ``injected`` votes first, then mempool transactions taken in
+        turn from each signer (one signer's backlog cannot crowd out the others), within the
+        byte cap and the block's vote budget; what is left out waits for the next block."""
+        queues: dict[bytes, list[tuple[bytes, int]]] = {}
+        for raw in txs:
+            if (peeked := _peek(raw)) is not None:
+                queues.setdefault(peeked[0], []).append((raw, peeked[1]))
+        turns = [t for turn in itertools.zip_longest(*queues.values()) for t in turn if t is not None]
         out: list[bytes] = []
-        size = 0
-        for raw in [*(injected or []), *txs]:
-            if len(raw) > MAX_TX_BYTES or size + len(raw) > max_tx_bytes:
+        size = votes = 0
+        for raw, n in [*((raw, p[1]) for raw in injected or [] if (p := _peek(raw))), *turns]:
+            if size + len(raw) > max_tx_bytes or votes + n > MAX_VOTES_PER_BLOCK:
                 continue
             out.append(raw)
             size += len(raw)
+            votes += n
         return out
 
     async def process_proposal(self, txs: list[bytes]) -> bool:
@@ -250,6 +276,7 @@ class Ledger:
         before = await s.validators()
         ctx = BlockContext(block.height, block.time_ns, block.proposer, self.chain_id)
         self._touched: dict[bytes, None] = {}
+        self._block_votes = 0
         results = tuple([await self._deliver(raw, ctx) for raw in block.txs])
         resolved = await self._end_block(ctx)
         after = await s.validators()
@@ -298,6 +325,9 @@ class Ledger:
             raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
         if isinstance(payload, Vote):
             self._check_types(payload)
+            if self._block_votes + len(payload.events) > MAX_VOTES_PER_BLOCK:
+                raise TxError(TxCode.BLOCK_FULL, f"the block already holds {self._block_votes} votes")
+            self._block_votes += len(payload.events)
             await self._vote(tx.signer, list(dict.fromkeys(payload.events)), ctx)
         elif isinstance(payload, Transfer):
             app = LedgerApp(s, "", ctx.height)
@@ -350,6 +380,12 @@ class Ledger:
             if i not in processed and i not in pending
         ]
         votes = [i for i in ids if i not in processed and i not in voted]
+        if new and await s.pending_created_by(voter) + len(new) > MAX_PENDING_PER_VALIDATOR:
+            raise TxError(
+                TxCode.TOO_MANY_PENDING,
+                f"{len(new)} new resolutions would exceed {MAX_PENDING_PER_VALIDATOR} pending ones created"
+                " by this validator",
+            )
         if self.vote_fee and votes:
             try:
                 await LedgerApp(s, "", ctx.height).debit(account_id(voter), self.vote_fee * len(votes))
@@ -420,6 +456,10 @@ class Ledger:
                     await self._refund(expired_voters[row.id])
         await s.remove_resolutions([r.id for r in expired])
         outcomes.extend((r.id, r.type, "expired") for r in expired)
+
+        for name, config in registry.items():
+            if config.keep_processed is not None and ctx.height > config.keep_processed:
+                await s.prune_processed(name, ctx.height - config.keep_processed)
         return tuple(outcomes)
 
     async def _refund(self, voters: tuple[bytes, ...] | list[bytes]) -> None:

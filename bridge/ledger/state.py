@@ -37,12 +37,14 @@ CREATE TABLE IF NOT EXISTS resolutions (
     id BLOB PRIMARY KEY, type TEXT NOT NULL, body BLOB NOT NULL, proposer BLOB NOT NULL,
     expiration INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS resolutions_by_expiration ON resolutions (expiration, type, id);
+CREATE INDEX IF NOT EXISTS resolutions_by_proposer ON resolutions (proposer);
 CREATE TABLE IF NOT EXISTS votes (
     resolution_id BLOB NOT NULL, voter BLOB NOT NULL, PRIMARY KEY (resolution_id, voter)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS processed (
     id BLOB PRIMARY KEY, type TEXT NOT NULL, body BLOB NOT NULL, height INTEGER NOT NULL,
     status TEXT NOT NULL, error TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS processed_by_height ON processed (type, height, id);
 CREATE TABLE IF NOT EXISTS kv (
     namespace TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,
     PRIMARY KEY (namespace, key)) WITHOUT ROWID;
@@ -256,6 +258,11 @@ class State:
         )
         return stored | {i for i in ids if voter in self._new_votes.get(i, ())}
 
+    async def pending_created_by(self, proposer: bytes) -> int:
+        """How many pending resolutions ``proposer`` created (its first vote made them)."""
+        row = await self._one("SELECT COUNT(*) FROM resolutions WHERE proposer = ?", (proposer,))
+        return int(row[0]) + sum(1 for r in self._new.values() if r.proposer == proposer)
+
     async def all_pending_ids(self) -> list[bytes]:
         stored = [bytes(r[0]) for r in self.db.execute("SELECT id FROM resolutions ORDER BY id")]
         return sorted([*stored, *self._new])
@@ -334,6 +341,14 @@ class State:
         self._write_many("INSERT INTO processed VALUES (?, ?, ?, ?, ?, ?)", rows)
         if not logged:
             self.log.extend(self.processed_entry(r) for r in rows)
+
+    async def prune_processed(self, type_: str, below: int) -> int:
+        """Forget processed ids of ``type_`` from heights up to ``below``; returns how many."""
+        sql = "SELECT id FROM processed WHERE type = ? AND height <= ? ORDER BY id"
+        ids = [bytes(r[0]) for r in self.db.execute(sql, (type_, below))]
+        self._write_many("DELETE FROM processed WHERE id = ?", [(i,) for i in ids])
+        self.log.extend(("processed", i, None) for i in ids)
+        return len(ids)
 
     @staticmethod
     def processed_entry(r: tuple[bytes, str, bytes, int, str, str]) -> Entry:

@@ -122,5 +122,8 @@ register_resolution(
         # 600 blocks (2 minutes of solo blocks, longer on CometBFT); an expired deposit is
         # voted again by the validators that still hold it.
         expiration_period=600,
+        # Idempotent by deposit key (a second resolution is a `duplicate:`), so processed ids
+        # can go after ~a day of CometBFT blocks; the `credited:` and `tx:` keys stay.
+        keep_processed=100_000,
     ),
 )
