@@ -134,8 +134,6 @@ resend_timeout = 5.0
 # "always": it is restarted with a capped exponential backoff.
 restart_policy = "never"
 
-# Each listener reads its own table; a listener without one does not run on this node.
-# [app.extensions.http_oracle]
-# url = "http://127.0.0.1:9000/value"
-# poll_interval = 1.0
+# Each listener reads its own [app.extensions.NAME] table; a listener without one does not
+# run on this node. The tables: docs/configuration.md (`bridge config docs`).
 """

@@ -18,6 +18,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from bridge.config import Settings
+from bridge.extensions import load_extensions
+from listeners import listener_config, registered_listeners
 
 DOCS_FILE = "docs/configuration.md"
 
@@ -96,14 +98,14 @@ EXTENSIONS = """\
 ## Listener tables: `[app.extensions.NAME]`
 
 Each listener reads its own table, handed to it unchanged; a listener without its table does
-not run on that node. The tables of the listeners that ship with the project:
+not run on that node. The tables of the listeners in this tree (each registers its model with
+`register_listener(name, config=Model)`):
 """
 
 
 def config_docs() -> str:
     """The text of docs/configuration.md."""
-    from listeners.eth_deposits.config import EthDepositsConfig
-
+    load_extensions()
     lines = [INTRO]
     for section, field in Settings.model_fields.items():
         model = field.annotation
@@ -112,19 +114,10 @@ def config_docs() -> str:
         if model.__doc__ and not model.__doc__.startswith(("A base class", "Usage docs")):
             lines += [model.__doc__.strip(), ""]
         lines += table(model, f"{section}.") + [""]
-    lines += [EXTENSIONS, "### `[app.extensions.eth_deposits]`", ""]
-    lines += [
-        "Ethereum deposits into a BridgeEscrow (`listeners/eth_deposits`). Every mistake here stops",
-        "the node at start with a message naming the key.",
-        "",
-    ]
-    lines += table(EthDepositsConfig, "") + [""]
-    lines += [
-        "### `[app.extensions.http_oracle]`",
-        "",
-        "The example oracle (`listeners/http_oracle`) reads `url` (required, http(s)), `poll_interval`",
-        "(seconds, default `1.0`) and `request_timeout` (seconds, default `5.0`): see",
-        "[building-a-bridge.md](building-a-bridge.md).",
-        "",
-    ]
+    lines.append(EXTENSIONS)
+    for name in registered_listeners():
+        if (model := listener_config(name)) is not None:
+            lines += [f"### `[app.extensions.{name}]`", ""]
+            lines += [" ".join(model.__doc__.split()), ""] if model.__doc__ else []
+            lines += table(model, "") + [""]
     return "\n".join(lines)

@@ -19,7 +19,9 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, overload
+from typing import Any, Protocol, TypeVar, overload
+
+from pydantic import BaseModel, ValidationError
 
 __all__ = [
     "EventStore",
@@ -27,6 +29,8 @@ __all__ = [
     "ListenerStatus",
     "Service",
     "get_listener",
+    "listener_config",
+    "parse_config",
     "register_listener",
     "registered_listeners",
 ]
@@ -122,18 +126,24 @@ log that and return; the node runs on.
 """
 
 _registry: dict[str, ListenFunc] = {}
+_configs: dict[str, type[BaseModel]] = {}
+Config = TypeVar("Config", bound=BaseModel)
 
 
 @overload
-def register_listener(name: str) -> Callable[[ListenFunc], ListenFunc]: ...
-@overload
-def register_listener(name: str, fn: ListenFunc) -> ListenFunc: ...
 def register_listener(
-    name: str, fn: ListenFunc | None = None
+    name: str, *, config: type[BaseModel] | None = None
+) -> Callable[[ListenFunc], ListenFunc]: ...
+@overload
+def register_listener(name: str, fn: ListenFunc, *, config: type[BaseModel] | None = None) -> ListenFunc: ...
+def register_listener(
+    name: str, fn: ListenFunc | None = None, *, config: type[BaseModel] | None = None
 ) -> ListenFunc | Callable[[ListenFunc], ListenFunc]:
     """Register ``fn`` under ``name`` (``[a-z0-9_]+``, unique); usable as a decorator.
 
     The name is also the listener's key-value namespace and its config table's name.
+    ``config`` is the pydantic model of that table: ``bridge config docs`` documents it from
+    the model's docstring and its fields' descriptions, and :func:`parse_config` reads it.
     Raises ``ValueError`` for an invalid or already registered name.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -145,6 +155,8 @@ def register_listener(
         if name in _registry:
             raise ValueError(f"listener {name!r} is already registered")
         _registry[name] = f
+        if config is not None:
+            _configs[name] = config
         return f
 
     return add if fn is None else add(fn)
@@ -156,6 +168,23 @@ def get_listener(name: str) -> ListenFunc:
         return _registry[name]
     except KeyError:
         raise KeyError(f"no listener registered as {name!r}") from None
+
+
+def listener_config(name: str) -> type[BaseModel] | None:
+    """The config model registered with listener ``name``, if any."""
+    return _configs.get(name)
+
+
+def parse_config(service: Service, model: type[Config]) -> Config:
+    """``service.config`` validated by ``model``. A ``ValueError`` names every bad key in
+    full (``app.extensions.NAME.key: problem``), so the operator knows what to fix."""
+    prefix = f"app.extensions.{service.name}"
+    try:
+        return model.model_validate(dict(service.config or {}))
+    except ValidationError as exc:
+        raise ValueError(
+            "; ".join(f"{'.'.join([prefix, *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors())
+        ) from None
 
 
 def registered_listeners() -> Mapping[str, ListenFunc]:

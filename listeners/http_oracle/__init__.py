@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from listeners import EventStore, Service, register_listener
+from listeners import EventStore, Service, parse_config, register_listener
 from resolutions import MAX_BODY_BYTES
 from resolutions.oracle_value import ORACLE_VALUE, OracleReading
 
@@ -27,22 +28,30 @@ HTTP_ORACLE = "http_oracle"
 _LAST_ROUND = b"last_round"
 
 
+class HttpOracleConfig(BaseModel):
+    """The example oracle (`listeners/http_oracle`): see
+    [building-a-bridge.md](building-a-bridge.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    url: str = Field(description='an http(s) URL answering `{"round": 7, "value": "42"}`')
+    poll_interval: float = Field(1.0, gt=0, description="seconds between polls")
+    request_timeout: float = Field(5.0, gt=0, description="seconds per request")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {url!r}")
+        return url
+
+
 def _settings(service: Service) -> tuple[str, float, float]:
-    config = service.config or {}
-    prefix = f"app.extensions.{service.name}"
-    url = config.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ValueError(f"{prefix}.url must be an http(s) URL, got {url!r}")
-    numbers = []
-    for key, default in (("poll_interval", 1.0), ("request_timeout", 5.0)):
-        value = config.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"{prefix}.{key} must be a positive number, got {value!r}")
-        numbers.append(float(value))
-    return url, numbers[0], numbers[1]
+    config = parse_config(service, HttpOracleConfig)
+    return config.url, config.poll_interval, config.request_timeout
 
 
-@register_listener(HTTP_ORACLE)
+@register_listener(HTTP_ORACLE, config=HttpOracleConfig)
 async def listen(service: Service, store: EventStore) -> None:
     if service.config is None:
         service.logger.info("no [app.extensions.%s] table: not running on this node", service.name)
