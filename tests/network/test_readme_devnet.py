@@ -6,8 +6,8 @@ Only the placeholders change: the devnet's ports start at a free base port inste
 (`--base-port` is added to `devnet up` and each README URL moves with it), `./devnet` is in a
 temp dir, and `<request_id>` is what `validators join` printed. The README's approval by
 node0 is also run by node1 and node2, as its comment says: 3 of the 4 validators' power
-reach 2/3. It also checks what tests/network/test_devnet_cli.py checks on a devnet of its
-own: a deposit credited on every node, and nothing left running after `devnet down`.
+reach 2/3. It is also the test of the devnet commands themselves: a deposit is credited on
+every node, and nothing is left running after `devnet down`.
 """
 
 from __future__ import annotations
