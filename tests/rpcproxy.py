@@ -8,6 +8,8 @@ on and off, and tuned, while it runs::
         proxy.range_limit.on(max_range=1000)          # "exceed maximum block range: 1000"
         proxy.result_limit.on(max_results=50)         # Infura's -32005 "more than N results"
         proxy.rate_limited.on(rate=0.3, retry_after=1)
+        proxy.lagging_head.on(blocks=5)               # eth_blockNumber 5 behind upstream
+        proxy.fabricated_log.on(block=120)            # a Deposit that never happened, in block 120
         ...
         proxy.off()                                   # every fault off
 
@@ -16,7 +18,8 @@ proxy's seeded random) and ``methods`` (``None``: every method):
 
 * :class:`CallFault` works on one JSON-RPC call (each call of a batch on its own) and wraps
   the forwarding of that call, so it can refuse a call, answer it itself or rewrite the
-  upstream answer (limits, errors; later: fabricated or omitted logs, a lagging head).
+  upstream answer: limits, errors, and lies (a head that lags or jumps back; a fabricated
+  ``Deposit`` log, a real one left out, a wrong amount).
 * :class:`HttpFault` works on one HTTP exchange: status codes, dropped connections, delays,
   broken bodies.
 
@@ -39,26 +42,33 @@ from typing import Any, ClassVar
 
 import aiohttp
 from aiohttp import web
+from eth_utils.crypto import keccak
 
 __all__ = [
     "CallFault",
     "Disconnect",
+    "FabricatedLog",
+    "HeadJumpBack",
     "HttpFault",
+    "LaggingHead",
     "LogsQuery",
     "LogsRangeLimit",
     "LogsResultLimit",
     "MalformedJson",
+    "OmittedLog",
     "RateLimited",
     "RpcError",
     "RpcProxy",
     "ServerError",
     "Slow",
     "TruncatedBody",
+    "WrongAmount",
 ]
 
 Json = Any
 Forward = Callable[[], Awaitable[Json]]  # forwards the call upstream; returns its response object
 Body = Callable[[], Awaitable[bytes]]  # forwards the whole exchange; returns the body to send
+DEPOSIT_TOPIC = "0x" + keccak(text="Deposit(uint256,address,address,uint256)").hex()
 
 
 class ProxyError(Exception):
@@ -92,7 +102,7 @@ class Fault:
         return self
 
     def off(self) -> None:
-        self.enabled = False
+        self.set(enabled=False)
 
     def set(self, **settings: Any) -> None:
         for key, value in settings.items():
@@ -197,6 +207,220 @@ class LogsResultLimit(CallFault):
             end = max(start, int(result[self.max_results]["blockNumber"], 16) - 1)
             message += f" Try with this block range [{hex(start)}, {hex(end)}]."
         return _error(call, -32005, message)
+
+
+# -- lies: well-formed answers that are not true -- #
+
+
+class _HeadLie(CallFault):
+    """Claims a head other than upstream's: eth_blockNumber answers ``claimed()``; with
+    ``hide_blocks`` eth_getBlockByNumber acts like a node at that head too (null for a number
+    above it; for a tag such as "latest" or "safe" naming a block above it, the block at it)."""
+
+    def __init__(self, *, blocks: int, hide_blocks: bool = True, **kw: Any) -> None:
+        super().__init__(methods={"eth_blockNumber", "eth_getBlockByNumber"}, **kw)
+        self.blocks, self.hide_blocks = blocks, hide_blocks
+
+    async def claimed(self, proxy: RpcProxy, real: int) -> int:
+        raise NotImplementedError
+
+    def seen(self, real: int) -> None:
+        """Upstream's head, on every eth_blockNumber that passes, on or off."""
+
+    async def call(self, proxy: RpcProxy, call: Json, forward: Forward) -> Json:
+        method = call.get("method")
+        if method == "eth_blockNumber":
+            response = await forward()
+            result = response.get("result") if isinstance(response, dict) else None
+            if not isinstance(result, str):
+                return response
+            self.seen(int(result, 16))
+            if not self.fires([method], proxy.rng):
+                return response
+            return {**response, "result": hex(await self.claimed(proxy, int(result, 16)))}
+        if method != "eth_getBlockByNumber" or not self.hide_blocks or not self.applies([method]):
+            return await forward()
+        response = await forward()
+        block = response.get("result") if isinstance(response, dict) else None
+        if not isinstance(block, dict):
+            return response
+        head = await self.claimed(proxy, await proxy.upstream_head())
+        if int(block["number"], 16) <= head or not self.fires([method], proxy.rng):
+            return response
+        params = call.get("params") or ["latest"]
+        if isinstance(params[0], str) and params[0].startswith("0x"):
+            return {**response, "result": None}
+        return await proxy.upstream_call({**call, "params": [hex(head), *params[1:]]})
+
+
+class LaggingHead(_HeadLie):
+    """A node ``blocks`` behind upstream (negative: a head that runs ahead)."""
+
+    name = "lagging_head"
+
+    def __init__(self, *, blocks: int = 5, **kw: Any) -> None:
+        super().__init__(blocks=blocks, **kw)
+
+    async def claimed(self, proxy: RpcProxy, real: int) -> int:
+        return max(0, real - self.blocks)
+
+
+class HeadJumpBack(_HeadLie):
+    """A head that drops ``blocks`` below the highest one the proxy passed on, when the fault
+    first fires, and stays there (a node restored from an old snapshot); at a rate below 1 the
+    answers alternate between it and the real head (a load balancer over a stale and a fresh
+    node). Switched off and on again, it jumps back anew."""
+
+    name = "head_jump_back"
+
+    def __init__(self, *, blocks: int = 10, **kw: Any) -> None:
+        super().__init__(blocks=blocks, **kw)
+        self._highest = 0
+        self._frozen: int | None = None
+
+    def set(self, **settings: Any) -> None:
+        super().set(**settings)
+        if not self.enabled or "blocks" in settings:
+            self._frozen = None
+
+    def seen(self, real: int) -> None:
+        self._highest = max(self._highest, real)
+
+    async def claimed(self, proxy: RpcProxy, real: int) -> int:
+        if self._frozen is None:
+            self._frozen = max(0, max(self._highest, real) - self.blocks)
+        return self._frozen
+
+
+def _deposit_nonce(log: Json) -> int | None:
+    """The escrow nonce of a Deposit log; None for anything else."""
+    try:
+        topics = log["topics"]
+        return int(topics[1], 16) if len(topics) == 4 and topics[0].lower() == DEPOSIT_TOPIC else None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _victim(logs: list[Json], nonce: int | None) -> int | None:
+    """Index of the Deposit log with escrow nonce ``nonce`` (None: the first Deposit log)."""
+    for i, log in enumerate(logs):
+        found = _deposit_nonce(log)
+        if found is not None and (nonce is None or found == nonce):
+            return i
+    return None
+
+
+def _word(value: int | str) -> str:
+    return "0x" + (
+        f"{value:064x}" if isinstance(value, int) else value.lower().removeprefix("0x").rjust(64, "0")
+    )
+
+
+class _LogsLie(CallFault):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(methods={"eth_getLogs"}, **kw)
+
+    async def call(self, proxy: RpcProxy, call: Json, forward: Forward) -> Json:
+        response = await forward()
+        logs = response.get("result") if isinstance(response, dict) else None
+        if (
+            not isinstance(logs, list)
+            or call.get("method") != "eth_getLogs"
+            or not self.applies(["eth_getLogs"])
+        ):
+            return response
+        lied = await self.lie(proxy, call, logs)
+        return response if lied is None else {**response, "result": lied}
+
+    async def lie(self, proxy: RpcProxy, call: Json, logs: list[Json]) -> list[Json] | None:
+        """The logs to answer instead, or None to tell the truth (call ``fires`` to lie)."""
+        raise NotImplementedError
+
+
+class FabricatedLog(_LogsLie):
+    """Adds a Deposit that never happened to the eth_getLogs answers whose range holds
+    ``block`` (None: the last block of every range), with escrow ``nonce`` (None: 10**9 + the
+    block), ``sender``, ``recipient`` and ``amount``, at ``log_index``. The block hash is the
+    real one and the transaction hash is made up from the block and nonce, so that two proxies
+    told the same lie tell it alike."""
+
+    name = "fabricated_log"
+
+    def __init__(
+        self,
+        *,
+        block: int | None = None,
+        nonce: int | None = None,
+        sender: str = "0x" + "5e" * 20,
+        recipient: str = "0x" + "fa" * 20,
+        amount: int = 10**18,
+        log_index: int = 0xFA0,
+        **kw: Any,
+    ) -> None:
+        super().__init__(**kw)
+        self.block, self.nonce, self.sender, self.recipient = block, nonce, sender, recipient
+        self.amount, self.log_index = amount, log_index
+
+    async def lie(self, proxy: RpcProxy, call: Json, logs: list[Json]) -> list[Json] | None:
+        start, end = await proxy.logs_range(call)
+        block = end if self.block is None else self.block
+        if not start <= block <= end:
+            return None
+        header = await proxy.upstream_call(
+            {"jsonrpc": "2.0", "id": 0, "method": "eth_getBlockByNumber", "params": [hex(block), False]}
+        )
+        if not isinstance(header.get("result"), dict) or not self.fires(["eth_getLogs"], proxy.rng):
+            return None
+        flt = call["params"][0]
+        address = flt.get("address") or "0x" + "00" * 20
+        nonce = 10**9 + block if self.nonce is None else self.nonce
+        fake = {
+            "address": address[0] if isinstance(address, list) else address,
+            "topics": [DEPOSIT_TOPIC, _word(nonce), _word(self.sender), _word(self.recipient)],
+            "data": _word(self.amount),
+            "blockNumber": hex(block),
+            "blockHash": header["result"]["hash"],
+            "transactionHash": "0x" + keccak(text=f"fabricated {block} {nonce}").hex(),
+            "transactionIndex": "0x0",
+            "logIndex": hex(self.log_index),
+            "removed": False,
+        }
+        return sorted([*logs, fake], key=lambda log: (int(log["blockNumber"], 16), int(log["logIndex"], 16)))
+
+
+class OmittedLog(_LogsLie):
+    """Leaves the Deposit log with escrow nonce ``nonce`` (None: the first one of every answer)
+    out of eth_getLogs answers."""
+
+    name = "omitted_log"
+
+    def __init__(self, *, nonce: int | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.nonce = nonce
+
+    async def lie(self, proxy: RpcProxy, call: Json, logs: list[Json]) -> list[Json] | None:
+        i = _victim(logs, self.nonce)
+        if i is None or not self.fires(["eth_getLogs"], proxy.rng):
+            return None
+        return logs[:i] + logs[i + 1 :]
+
+
+class WrongAmount(_LogsLie):
+    """Changes the amount of the Deposit log with escrow nonce ``nonce`` (None: the first one
+    of every answer) to ``amount`` (None: ten times the real one)."""
+
+    name = "wrong_amount"
+
+    def __init__(self, *, nonce: int | None = None, amount: int | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.nonce, self.amount = nonce, amount
+
+    async def lie(self, proxy: RpcProxy, call: Json, logs: list[Json]) -> list[Json] | None:
+        i = _victim(logs, self.nonce)
+        if i is None or not self.fires(["eth_getLogs"], proxy.rng):
+            return None
+        amount = int(logs[i]["data"], 16) * 10 if self.amount is None else self.amount
+        return [*logs[:i], {**logs[i], "data": _word(amount)}, *logs[i + 1 :]]
 
 
 # -- faults on one HTTP exchange -- #
@@ -339,6 +563,12 @@ class RpcProxy:
         self.rpc_error = RpcError()
         self.range_limit = LogsRangeLimit()
         self.result_limit = LogsResultLimit()
+        # Lies, innermost: the limits above see the lied answer.
+        self.lagging_head = LaggingHead()
+        self.head_jump_back = HeadJumpBack()
+        self.fabricated_log = FabricatedLog()
+        self.omitted_log = OmittedLog()
+        self.wrong_amount = WrongAmount()
         # HTTP faults, tried in order; the first that answers wins.
         self.disconnect = Disconnect()
         self.rate_limited = RateLimited()
@@ -356,7 +586,16 @@ class RpcProxy:
 
     @property
     def call_faults(self) -> list[CallFault]:
-        return [self.rpc_error, self.range_limit, self.result_limit]
+        return [
+            self.rpc_error,
+            self.range_limit,
+            self.result_limit,
+            self.lagging_head,
+            self.head_jump_back,
+            self.fabricated_log,
+            self.omitted_log,
+            self.wrong_amount,
+        ]
 
     @property
     def http_faults(self) -> list[HttpFault]:
@@ -439,6 +678,10 @@ class RpcProxy:
         except (aiohttp.ClientError, ValueError) as exc:
             raise ProxyError(f"upstream {self.upstream}: {exc}") from exc
 
+    async def upstream_head(self) -> int:
+        answer = await self.upstream_call({"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber"})
+        return int(answer["result"], 16)
+
     async def logs_range(self, call: Json) -> tuple[int, int]:
         """The (from, to) block numbers of an eth_getLogs call, tags resolved upstream."""
         params = call.get("params") or [{}]
@@ -454,8 +697,7 @@ class RpcProxy:
             if tag == "earliest":
                 return 0
             if head is None:
-                answer = await self.upstream_call({"jsonrpc": "2.0", "id": 0, "method": "eth_blockNumber"})
-                head = int(answer["result"], 16)
+                head = await self.upstream_head()
             return head
 
         return await number(flt.get("fromBlock", "latest")), await number(flt.get("toBlock", "latest"))
@@ -587,6 +829,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--delay", type=float, default=60.0)
     p.add_argument("--malformed-json", type=float, metavar="RATE", help="a 200 that is not JSON")
     p.add_argument("--truncated-body", type=float, metavar="RATE", help="half a body, then close")
+    p.add_argument("--lagging-head", type=float, metavar="RATE", help="a head --lag blocks behind")
+    p.add_argument("--lag", type=int, default=5, help="blocks behind upstream (negative: ahead)")
+    p.add_argument("--head-jump-back", type=float, metavar="RATE", help="a head that drops --jump blocks")
+    p.add_argument("--jump", type=int, default=10)
+    p.add_argument("--fabricated-log", type=float, metavar="RATE", help="add a Deposit that never happened")
+    p.add_argument(
+        "--lie-block", type=int, help="the fabricated Deposit's block (default: each range's last)"
+    )
+    p.add_argument("--omitted-log", type=float, metavar="RATE", help="leave a Deposit log out")
+    p.add_argument("--wrong-amount", type=float, metavar="RATE", help="ten times a Deposit's amount")
+    p.add_argument("--lie-nonce", type=int, help="the escrow nonce omitted or changed (default: the first)")
     return p
 
 
@@ -602,6 +855,16 @@ def configure(proxy: RpcProxy, args: argparse.Namespace) -> None:
             proxy.fault(name).on(rate=rate)
     if args.slow is not None:
         proxy.slow.on(rate=args.slow, delay=args.delay)
+    if args.lagging_head is not None:
+        proxy.lagging_head.on(rate=args.lagging_head, blocks=args.lag)
+    if args.head_jump_back is not None:
+        proxy.head_jump_back.on(rate=args.head_jump_back, blocks=args.jump)
+    if args.fabricated_log is not None:
+        proxy.fabricated_log.on(rate=args.fabricated_log, block=args.lie_block)
+    for name in ("omitted_log", "wrong_amount"):
+        rate = getattr(args, name)
+        if rate is not None:
+            proxy.fault(name).on(rate=rate, nonce=args.lie_nonce)
 
 
 async def _serve(args: argparse.Namespace) -> None:

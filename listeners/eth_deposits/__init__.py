@@ -6,6 +6,7 @@ broadcasts each as a ``credit_account`` event. Configure it in ``config.toml``::
 
     [app.extensions.eth_deposits]
     rpc_url = "http://127.0.0.1:8545"          # or a list: failover in order
+    rpc_quorum = 1                             # k > 1: k endpoints of the list must agree
     contract_address = "0x..."                 # the BridgeEscrow
     chain_id = 31337                           # checked against the endpoint at start
     starting_height = 0                        # the escrow's deployment block
@@ -20,20 +21,25 @@ from __future__ import annotations
 from listeners import EventStore, Service, register_listener
 from listeners.eth_deposits.config import EthDepositsConfig
 from listeners.eth_deposits.deposits import DEPOSIT_TOPIC, Scanner, decode_log
-from listeners.eth_deposits.ethereum import EthClient
+from listeners.eth_deposits.ethereum import EthClient, QuorumClient
 
 __all__ = ["DEPOSIT_TOPIC", "ETH_DEPOSITS", "EthDepositsConfig", "decode_log"]
 
 ETH_DEPOSITS = "eth_deposits"
 
 
-@register_listener(ETH_DEPOSITS)
+@register_listener(ETH_DEPOSITS, config=EthDepositsConfig)
 async def listen(service: Service, store: EventStore) -> None:
     if service.config is None:
         service.logger.info("no [app.extensions.%s] table: not running on this node", service.name)
         return
     config = EthDepositsConfig.parse(service.config, f"app.extensions.{service.name}")
-    client = EthClient(config.rpc_url, config.request_timeout, service.status, service.logger)
+    args = (config.request_timeout, service.status, service.logger)
+    client = (
+        EthClient(config.rpc_url, *args)
+        if config.rpc_quorum == 1
+        else QuorumClient(config.rpc_url, config.rpc_quorum, *args)
+    )
     try:
         await Scanner(service, store, config, client).run()
     finally:

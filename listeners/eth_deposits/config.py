@@ -6,15 +6,35 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from eth_utils.address import is_hex_address, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class EthDepositsConfig(BaseModel):
+    """Ethereum deposits into a BridgeEscrow (`listeners/eth_deposits`). Every mistake here
+    stops the node at start with a message naming the key."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # JSON-RPC endpoints, http(s) or ws(s). Several mean failover, in order.
     rpc_url: tuple[str, ...] = Field(
-        description="JSON-RPC endpoint(s), http(s):// or ws(s)://; a list means failover, in order"
+        description="JSON-RPC endpoint(s), http(s):// or ws(s)://; a list means failover, in order "
+        "(or a quorum, see rpc_quorum)"
+    )
+    # How many endpoints must return the same answer before it is believed: 1 is failover;
+    # k > 1 costs k requests per call and protects against up to k - 1 lying providers.
+    rpc_quorum: int = Field(
+        1,
+        ge=1,
+        description="how many endpoints of rpc_url (at most all) must return the same logs and block "
+        "hashes before they are believed; the safety point is the lowest of their heads. 1: failover",
     )
     # The BridgeEscrow contract whose Deposit events are credited.
     contract_address: str = Field(description="the BridgeEscrow contract whose Deposit events are credited")
@@ -62,6 +82,14 @@ class EthDepositsConfig(BaseModel):
             if not isinstance(url, str) or not url.startswith(("http://", "https://", "ws://", "wss://")):
                 raise ValueError(f"{url!r} is not an http(s):// or ws(s):// URL")
         return tuple(urls)
+
+    @field_validator("rpc_quorum")
+    @classmethod
+    def _quorum(cls, value: int, info: ValidationInfo) -> int:
+        urls = info.data.get("rpc_url")
+        if urls is not None and value > len(urls):
+            raise ValueError(f"{value} is more than the {len(urls)} endpoint(s) of rpc_url")
+        return value
 
     @field_validator("contract_address")
     @classmethod
