@@ -26,6 +26,9 @@ DEPOSIT_TOPIC = "0x" + keccak(text="Deposit(uint256,address,address,uint256)").h
 _LAST_BLOCK, _LAST_HASH, _CHECKPOINTS = b"last_block", b"last_hash", b"checkpoints"
 _MAX_CHECKPOINTS = 64  # chunk ends remembered to find the last common block after a deep reorg
 _PROGRESS_EVERY = 5.0  # seconds between progress lines in the log
+# A reorg deeper than the safety point means the finality setting failed: /ready reports it
+# this long after the last one, so a probe every few minutes sees it (the counter is exact).
+_REORG_REPORTED_FOR = 600.0
 
 
 def _deposit_topics(log: dict[str, Any], escrow: str) -> list[str] | None:
@@ -92,6 +95,7 @@ class Scanner:
         self.last_hash = b""
         self.checkpoints: list[tuple[int, str]] = []
         self._last_progress = 0.0
+        self._deep_reorg_at: float | None = None
         self._rate_mark: tuple[float, int] | None = None
 
     async def load(self) -> None:
@@ -132,6 +136,7 @@ class Scanner:
             return  # canonical, or an endpoint that lags behind: look again next pass
         self.status.count("reorgs_beyond_safety")
         self.status.problem("reorg_beyond_safety")
+        self._deep_reorg_at = time.monotonic()
         rewind_to = self.config.starting_height - 1
         for number, hash_hex in reversed(self.checkpoints[:-1]):
             found = await self.client.block(number)
@@ -225,7 +230,12 @@ class Scanner:
                 # One safety point per pass: two requests a chunk while backfilling.
                 while self.last_block < safe and await self.scan_chunk(safe):
                     pass
-                self.status.problem("reorg_beyond_safety", active=False)
+                if (
+                    self._deep_reorg_at is not None
+                    and time.monotonic() - self._deep_reorg_at > _REORG_REPORTED_FOR
+                ):
+                    self.status.problem("reorg_beyond_safety", active=False)
+                    self._deep_reorg_at = None
                 self._progress(safe)
                 wake.clear()
                 with contextlib.suppress(TimeoutError):

@@ -425,7 +425,16 @@ async def test_reorg_deeper_than_the_safety_point_credits_nothing_twice(
         blocks = sorted(Deposit.decode(bytes.fromhex(str(r["body"]))).block_number for r in confirmed)
         assert blocks == [block, block + 1]
         assert await node.ledger.balance(recipient.lower()) == 5555
-        await wait_for(lambda: not status.problems, timeout=20)
+        # Reported on /ready (for minutes: an operator must look), while the node runs on:
+        # the listener keeps scanning new blocks and the ledger keeps making blocks.
+        async with aiohttp.ClientSession() as http:
+            code, body = await get(http, node.api_url + "/ready")
+        assert code == 503 and f"reorg_beyond_safety:{ETH}" in body["problems"], body
+        scanned, height = status.info["last_block"], node.ledger.height
+        await anvil.mine(3)
+        await wait_for(lambda: status.info.get("last_block", -1) >= scanned + 3, timeout=20)
+        await wait_for(lambda: node.ledger.height > height + 3, timeout=20)
+        assert status.counters["reorgs_beyond_safety"] == 1
 
 
 # -- the proxy itself -- #
