@@ -149,7 +149,7 @@ def decode_payload(tx: Tx) -> Any:
             n = r.u32()
             if n == 0 or n > MAX_VOTES_PER_TX:
                 raise DecodeError(f"a vote carries 1 to {MAX_VOTES_PER_TX} events, not {n}")
-            out = Vote(tuple((r.text(64), r.blob(MAX_BODY_BYTES)) for _ in range(n)))
+            out = Vote(r.pairs(n, 64, MAX_BODY_BYTES))
         elif tx.type == "join":
             out = r.u64()
             if out == 0:

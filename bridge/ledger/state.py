@@ -18,8 +18,7 @@ import asyncio
 import hashlib
 import sqlite3
 import struct
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -67,13 +66,18 @@ def block_hash(prev: bytes, height: int, log: Iterable[Entry]) -> bytes:
     """sha256 of (prev, height) then, per entry, text(table) blob(key) and u8(0) for a delete
     or u8(1) blob(value), in :mod:`bridge.encoding`'s format (packed inline: a block logs
     tens of thousands of entries)."""
-    h = hashlib.sha256(Writer().blob(prev).u64(height).finish())
-    pack = struct.pack
+    u32 = struct.Struct(">I").pack
+    tables: dict[str, bytes] = {}
+    parts = [Writer().blob(prev).u64(height).finish()]
+    extend = parts.extend
     for table, key, value in log:
-        t = table.encode()
-        head = pack(">I", len(t)) + t + pack(">I", len(key)) + key
-        h.update(head + b"\x00" if value is None else head + b"\x01" + pack(">I", len(value)) + value)
-    return h.digest()
+        if table not in tables:
+            tables[table] = Writer().text(table).finish()
+        if value is None:
+            extend((tables[table], u32(len(key)), key, b"\x00"))
+        else:
+            extend((tables[table], u32(len(key)), key, b"\x01", u32(len(value)), value))
+    return hashlib.sha256(b"".join(parts)).digest()
 
 
 _MISSING = object()
@@ -84,6 +88,31 @@ def _put_back(cache: dict[Any, Any], key: object, old: object) -> None:
         del cache[key]
     else:
         cache[key] = old
+
+
+class Savepoint:
+    """See :meth:`State.savepoint` (a class, not a generator: there is one per resolve)."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    async def __aenter__(self) -> None:
+        s = self.state
+        s._depth += 1
+        self.depth, self.mark, self.undo_mark = s._depth, len(s.log), len(s._undo)
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        s, depth = self.state, self.depth
+        if kind is not None:
+            if s._opened >= depth:
+                s.db.execute(f"ROLLBACK TO sp{depth}")
+            del s.log[self.mark :]
+            while len(s._undo) > self.undo_mark:
+                s._undo.pop()()
+        if s._opened >= depth:
+            s.db.execute(f"RELEASE sp{depth}")
+            s._opened = depth - 1
+        s._depth -= 1
 
 
 class State:
@@ -162,25 +191,10 @@ class State:
             self.db.execute("ROLLBACK")
         self._reset()
 
-    @asynccontextmanager
-    async def savepoint(self) -> AsyncIterator[None]:
-        """Undo every write (and its log entries) made inside if the body raises."""
-        self._depth += 1
-        depth, mark, undo_mark = self._depth, len(self.log), len(self._undo)
-        try:
-            yield
-        except BaseException:
-            if self._opened >= depth:
-                self.db.execute(f"ROLLBACK TO sp{depth}")
-            del self.log[mark:]
-            while len(self._undo) > undo_mark:
-                self._undo.pop()()
-            raise
-        finally:
-            if self._opened >= depth:
-                self.db.execute(f"RELEASE sp{depth}")
-                self._opened = depth - 1
-            self._depth -= 1
+    def savepoint(self) -> Savepoint:
+        """``async with state.savepoint():`` undoes every write (and its log entries) made
+        inside if the body raises."""
+        return Savepoint(self)
 
     async def _one(self, sql: str, params: tuple[object, ...]) -> Any:
         """The first row of a query, or None."""
@@ -245,18 +259,23 @@ class State:
             found.update(bytes(r[0]) for r in self.db.execute(sql.format(marks(len(part))), (*args, *part)))
         return found
 
+    # A resolution created in this block has no row in any table yet: only the others are
+    # looked up in SQLite.
+
     async def processed_ids(self, ids: list[bytes]) -> set[bytes]:
-        return await self._ids("SELECT id FROM processed WHERE id IN ({})", ids)
+        stored = [i for i in ids if i not in self._new]
+        return await self._ids("SELECT id FROM processed WHERE id IN ({})", stored)
 
     async def pending_ids(self, ids: list[bytes]) -> set[bytes]:
-        stored = await self._ids("SELECT id FROM resolutions WHERE id IN ({})", ids)
-        return stored | {i for i in ids if i in self._new}
+        stored = [i for i in ids if i not in self._new]
+        return await self._ids("SELECT id FROM resolutions WHERE id IN ({})", stored) | (
+            set(ids) - set(stored)
+        )
 
     async def voted_ids(self, ids: list[bytes], voter: bytes) -> set[bytes]:
-        stored = await self._ids(
-            "SELECT resolution_id FROM votes WHERE voter = ? AND resolution_id IN ({})", ids, voter
-        )
-        return stored | {i for i in ids if voter in self._new_votes.get(i, ())}
+        stored = [i for i in ids if i not in self._new]
+        sql = "SELECT resolution_id FROM votes WHERE voter = ? AND resolution_id IN ({})"
+        return await self._ids(sql, stored, voter) | {i for i in ids if voter in self._new_votes.get(i, ())}
 
     async def pending_created_by(self, proposer: bytes) -> int:
         """How many pending resolutions ``proposer`` created (its first vote made them)."""
@@ -319,12 +338,14 @@ class State:
 
     async def remove_resolutions(self, ids: list[bytes]) -> None:
         """Delete resolutions with their votes (one log entry each: votes go with them)."""
+        stored = []
         for i in ids:
             row, votes = self._new.pop(i, None), self._new_votes.pop(i, None)
             self._undo.append(partial(self._restore, i, row, votes))
-        params = [(i,) for i in ids]
-        self._write_many("DELETE FROM votes WHERE resolution_id = ?", params)
-        self._write_many("DELETE FROM resolutions WHERE id = ?", params)
+            if row is None:  # else it was created in this block and has no row yet
+                stored.append((i,))
+        self._write_many("DELETE FROM votes WHERE resolution_id = ?", stored)
+        self._write_many("DELETE FROM resolutions WHERE id = ?", stored)
         self.log.extend(("resolutions", i, None) for i in ids)
 
     def _restore(self, rid: bytes, row: ResolutionRow | None, votes: list[bytes] | None) -> None:

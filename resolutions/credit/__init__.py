@@ -27,14 +27,15 @@ _TYPES = ("uint256", "address", "uint256", "bytes32", "uint256", "uint256", "add
 _SIZE = 32 * len(_TYPES)
 _PAD = bytes(12)
 
-# Escrows and their users repeat: checksumming (a keccak each) once per address, not per vote.
-_checksum = lru_cache(maxsize=4096)(to_checksum_address)
+@lru_cache(maxsize=4096)  # escrows and their users repeat: one keccak per address, not per vote
+def _checksum(raw: bytes) -> str:
+    return to_checksum_address(raw)
 
 
 def _address(word: bytes) -> str:
     if word[:12] != _PAD:
         raise ValueError("credit_account body is not in canonical form")
-    return _checksum("0x" + word[12:].hex())
+    return _checksum(word[12:])
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,14 @@ def tx_key(tx_hash: bytes, log_index: int) -> bytes:
 
 async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
     deposit = Deposit.decode(resolution.body)
-    if await app.get(credited_key(deposit.key)) is not None:
+    key = deposit.key
+    if await app.get(credited_key(key)) is not None:
         # Another resolution credited this deposit already (e.g. the same log before a reorg
         # moved it): record the duplicate, credit nothing.
-        await app.set(b"duplicate:" + resolution.id, deposit.key)
+        await app.set(b"duplicate:" + resolution.id, key)
         return
-    await app.set(credited_key(deposit.key), block.height.to_bytes(8, "big") + resolution.id)
-    await app.set(tx_key(deposit.tx_hash, deposit.log_index), deposit.key)
+    await app.set(credited_key(key), block.height.to_bytes(8, "big") + resolution.id)
+    await app.set(tx_key(deposit.tx_hash, deposit.log_index), key)
     await app.credit(deposit.account, deposit.amount)
 
 
