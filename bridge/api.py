@@ -135,6 +135,16 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/v1/network")
+async def network(request: web.Request) -> web.Response:
+    """What ``bridge init --join`` needs to make a node that joins this network."""
+    from bridge.devnet import network_info
+
+    node = request.app[NODE]
+    comet = node.home / node.settings.cometbft.home if node.settings.node.engine == "cometbft" else None
+    return web.json_response(network_info(node.genesis, comet))
+
+
 @routes.get("/v1/accounts/{address}")
 async def account(request: web.Request) -> web.Response:
     try:

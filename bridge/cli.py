@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from web3.exceptions import ContractCustomError, Web3Exception
@@ -43,8 +44,28 @@ def init_home(home: Path, chain_id: str, api_port: int) -> NodeKey:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    key = init_home(args.home, args.chain_id, args.api_port)
-    print(json.dumps({"home": str(args.home), "chain_id": args.chain_id, "node_id": key.public.hex()}))
+    if args.join is None:
+        key = init_home(args.home, args.chain_id, args.api_port)
+        print(json.dumps({"home": str(args.home), "chain_id": args.chain_id, "node_id": key.public.hex()}))
+        return 0
+    from bridge import devnet
+
+    if (args.home / CONFIG_FILE).exists() or (args.home / KEY_FILE).exists():
+        raise CliError(f"{args.home} is already initialized; remove it or choose another --home")
+    url = args.join.rstrip("/")
+    info = asyncio.run(_get(f"{url}/v1/network"))
+    comet = info.get("cometbft") if isinstance(info, dict) else None
+    if comet is None:
+        raise CliError(f"{url} does not run a CometBFT network (only those can be joined)")
+    peers = args.peers or f"{comet['node_id']}@{urlsplit(url).hostname}:{comet['p2p_port']}"
+    ports = devnet.Ports(api=args.api_port, p2p=args.p2p_port, rpc=args.rpc_port)
+    key = devnet.write_joining_home(args.home, info, ports, peers, host=args.host)
+    chain_id = info["genesis"]["chain_id"]
+    print(
+        json.dumps(
+            {"home": str(args.home), "chain_id": chain_id, "node_id": key.public.hex(), "peers": peers}
+        )
+    )
     return 0
 
 
@@ -301,6 +322,13 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--home", type=Path, required=True)
     init.add_argument("--chain-id", default="bridge-local")
     init.add_argument("--api-port", type=int, default=8080)
+    init.add_argument("--join", metavar="URL", help="a node of the CometBFT network to join (its API)")
+    init.add_argument("--peers", help="with --join: id@host:port,... to dial (default: that node)")
+    init.add_argument("--p2p-port", type=int, default=26656, help="with --join (default 26656)")
+    init.add_argument(
+        "--rpc-port", type=int, default=26657, help="with --join: CometBFT's RPC (default 26657)"
+    )
+    init.add_argument("--host", default="127.0.0.1", help="with --join: the address to listen on")
     init.set_defaults(fn=cmd_init)
 
     start = sub.add_parser("start", help="run the node until SIGINT or SIGTERM")

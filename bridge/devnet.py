@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,50 @@ def write_node_home(
     for name, table in sorted(extensions.items()):
         lines += ["", f"[app.extensions.{name}]"] + [f"{k} = {_toml(v)}" for k, v in table.items()]
     (home / CONFIG_FILE).write_text("\n".join(lines) + "\n")
+
+
+def network_info(genesis: Genesis, comet_home: Path | None) -> dict[str, Any]:
+    """What a node joining this one's network needs (``GET /v1/network``): the ledger genesis
+    and, on CometBFT, its genesis, this node's p2p id and port."""
+    if comet_home is None:
+        return {"genesis": genesis.to_json(), "cometbft": None}
+    config = comet_home / "config"
+    p2p_key = base64.b64decode(json.loads((config / "node_key.json").read_text())["priv_key"]["value"])
+    laddr = tomllib.loads((config / "config.toml").read_text())["p2p"]["laddr"]
+    return {
+        "genesis": genesis.to_json(),
+        "cometbft": {
+            "genesis": json.loads((config / "genesis.json").read_text()),
+            "node_id": address(p2p_key[32:]).hex(),  # the file holds seed + public key
+            "p2p_port": int(laddr.rsplit(":", 1)[1]),
+        },
+    }
+
+
+def write_joining_home(
+    home: Path, info: dict[str, Any], ports: Ports, peers: str, *, host: str = "127.0.0.1"
+) -> NodeKey:
+    """A home for a node that joins the network ``info`` describes (see :func:`network_info`),
+    with new keys, dialing ``peers``; it follows the chain as an observer until a join passes.
+    Returns its key (its node id)."""
+    if info.get("cometbft") is None:
+        raise BridgeError("that node runs the solo engine: only a CometBFT network can be joined")
+    key = NodeKey.generate()
+    genesis = Genesis.from_json(info["genesis"], "the network's genesis")
+    write_node_home(home, key, genesis, ports, {}, api_host=host, rpc_host=host)
+    comet = info["cometbft"]["genesis"]
+    write_comet_home(
+        home / "cometbft",
+        key,
+        NodeKey.generate(),
+        comet,
+        ports,
+        peers,
+        home.name,
+        rpc_host=host,
+        p2p_host=host,
+    )
+    return key
 
 
 def write_devnet(

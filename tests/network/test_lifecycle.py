@@ -1,5 +1,6 @@
-"""Validator lifecycle on CometBFT: a new node syncs as an observer, asks to join, becomes a
-validator when 2/3 of the power approves (and its listeners start), then leaves (and they stop)."""
+"""Validator lifecycle on CometBFT: a new node, made with `bridge init --join` from a running
+node's API, syncs as an observer, asks to join, becomes a validator when 2/3 of the power
+approves (and its listeners start), then leaves (and they stop)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ from typing import Any
 
 import pytest
 
+from bridge.config import CONFIG_FILE
 from bridge.devnet import Ports
 from tests.eth.conftest import Anvil
-from tests.network.conftest import make_network
+from tests.network.conftest import deposits_table, make_network
+
+
+def toml_table(table: dict[str, Any]) -> str:
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
+
 
 pytestmark = pytest.mark.e2e
 
@@ -27,11 +34,26 @@ def cli(*args: str) -> dict[str, Any]:
 
 
 async def test_join_by_governance_then_leave(tmp_path: Path, anvil: Anvil, bridge: dict[str, Any]) -> None:
-    net = await make_network(tmp_path, anvil.url, bridge, validators=4, observers=1)
+    net = await make_network(tmp_path, anvil.url, bridge, validators=4)
     new = 4
     try:
-        for i in range(5):
+        for i in range(4):
             net.start(i)
+        await net.wait(lambda: net.status(0), what="node0's API")
+        # The operator of the new node knows one node's API, and brings its own RPC endpoint.
+        home, ports = tmp_path / "joiner", Ports.of(net.base_port, new)
+        made = await asyncio.to_thread(
+            cli,
+            "init", "--home", str(home), "--join", net.api(0),
+            "--api-port", str(ports.api), "--p2p-port", str(ports.p2p), "--rpc-port", str(ports.rpc),
+        )  # fmt: skip
+        assert made["chain_id"] == "bridge-devnet" and made["peers"].endswith(
+            f"@127.0.0.1:{Ports.of(net.base_port, 0).p2p}"
+        )
+        with (home / CONFIG_FILE).open("a") as config:
+            config.write(f"\n[app.extensions.eth_deposits]\n{toml_table(deposits_table(anvil.url, bridge))}")
+        net.homes.append(home)
+        net.start(new)
 
         async def synced() -> bool:
             status = await net.status(new)
