@@ -116,9 +116,17 @@ class EventStore:
                 for part in chunks(ids):
                     await self._db.execute(sql.format(marks(len(part))), (*args, *part))
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                await _rollback(self._db)
                 raise
             await self._db.execute("COMMIT")
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """End a failed transaction. SQLite may have rolled it back itself (it can, on SQLITE_FULL):
+    a ROLLBACK then raises "no transaction is active" and hides the error that matters. (A
+    failed COMMIT needs nothing: on SQLITE_FULL SQLite has rolled back already.)"""
+    if db.in_transaction:
+        await db.execute("ROLLBACK")
 
 
 class ScopedStore:
@@ -192,6 +200,6 @@ class ScopedStore:
                 yield inner
                 await inner._flush(db)
             except BaseException:
-                await db.execute("ROLLBACK")
+                await _rollback(db)
                 raise
             await db.execute("COMMIT")

@@ -27,12 +27,21 @@ from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
 from bridge.ledger import BlockResult, Genesis, Ledger, TxResult
 from bridge.metrics import ListenerCollector, Metrics
+from bridge.sqlite import disk_full
 from bridge.supervisor import Supervisor
 from listeners import ListenerStatus, Service, registered_listeners
 
 log = logging.getLogger("bridge.node")
 
 BUNDLED_COMETBFT = Path(__file__).resolve().parents[1] / ".tools" / "bin" / "cometbft"
+
+# A full disk is the operator's to fix, not a bug: one line that says where and what to do,
+# no traceback. SQLite rolled the failed transaction back, so a restart resumes from the last
+# committed block and the last stored chunk (tests/test_durability.py).
+DISK_FULL = (
+    "stopping: %s cannot write to the databases in %s: database or disk is full. "
+    "Free space on that disk and start the node again; it resumes from its last committed block"
+)
 
 
 class Engine(Protocol):
@@ -206,10 +215,16 @@ class Node:
             stop_task.cancel()
             for task in tasks:
                 if task.done() and (exc := task.exception()) is not None:
-                    log.error("%s failed: %r", task.get_name(), exc, exc_info=exc)
+                    if disk_full(exc):
+                        log.error(DISK_FULL, task.get_name(), data)
+                    else:
+                        log.error("%s failed: %r", task.get_name(), exc, exc_info=exc)
                     return 1
             if self.fatal:
-                log.error("stopping: listener %s failed: %s", self.fatal[0], self.fatal[1])
+                if disk_full(self.fatal[1]):
+                    log.error(DISK_FULL, f"listener {self.fatal[0]}", data)
+                else:
+                    log.error("stopping: listener %s failed: %s", self.fatal[0], self.fatal[1])
                 return 1
             log.info("shutting down")
             return 0

@@ -41,6 +41,11 @@ def connect_sync(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return db
 
 
+def disk_full(exc: BaseException) -> bool:
+    """SQLITE_FULL: a write found no space (the disk, or the file system's quota, is full)."""
+    return isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL
+
+
 def chunks(items: list[bytes], size: int = 500) -> list[list[bytes]]:
     """Split for ``IN (...)`` queries, which SQLite caps by variable count."""
     return [items[i : i + size] for i in range(0, len(items), size)]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 import backoff
 
 from bridge.eventstore import EventStore
+from bridge.sqlite import disk_full
 from listeners import ListenFunc, Service
 
 log = logging.getLogger("bridge.supervisor")
@@ -89,7 +90,9 @@ class Supervisor:
                 raise
             except Exception as exc:
                 if self._policy != "always":
-                    log.error("listener %s failed: %r; stopping the node", name, exc, exc_info=exc)
+                    # A full disk is reported by the node in one line, without a traceback.
+                    trace = None if disk_full(exc) else exc
+                    log.error("listener %s failed: %r; stopping the node", name, exc, exc_info=trace)
                     self.states[name] = FAILED
                     self._on_fatal(name, exc)
                     return

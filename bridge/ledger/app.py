@@ -293,10 +293,17 @@ class Ledger:
         if self._pending is None:
             raise RuntimeError("commit without a finalized block")
         height, app_hash, time_ns = self._pending
-        await self.state.set_meta("height", height.to_bytes(8, "big"))
-        await self.state.set_meta("app_hash", app_hash)
-        await self.state.set_meta("time_ns", time_ns.to_bytes(8, "big"))
-        await self.state.commit()
+        # A commit that fails (a full disk) discards the block: it must be executed again,
+        # never committed half (SQLite may already have rolled the transaction back).
+        self._pending = None
+        try:
+            await self.state.set_meta("height", height.to_bytes(8, "big"))
+            await self.state.set_meta("app_hash", app_hash)
+            await self.state.set_meta("time_ns", time_ns.to_bytes(8, "big"))
+            await self.state.commit()
+        except BaseException:
+            await self.state.rollback()
+            raise
         self.height, self.app_hash, self.time_ns, self._pending = height, app_hash, time_ns, None
         self.validators = await self.state.validators()
 
@@ -432,6 +439,8 @@ class Ledger:
             try:
                 async with s.savepoint():
                     await registry[res.type].resolve(LedgerApp(s, res.type, ctx.height), res, ctx)
+            except sqlite3.Error:  # this node's disk, not the resolution: never a local "failed"
+                raise
             except Exception as exc:  # a plug-in's failure must not stop the block
                 status, error = "failed", type(exc).__name__
                 log.warning(

@@ -27,6 +27,7 @@ _TYPES = ("uint256", "address", "uint256", "bytes32", "uint256", "uint256", "add
 _SIZE = 32 * len(_TYPES)
 _PAD = bytes(12)
 
+
 @lru_cache(maxsize=4096)  # escrows and their users repeat: one keccak per address, not per vote
 def _checksum(raw: bytes) -> str:
     return to_checksum_address(raw)
