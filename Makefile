@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-unit lint typecheck e2e clean
+.PHONY: install demo test test-unit lint typecheck e2e torture clean
 
 include contracts.mk
 include cometbft.mk
@@ -36,6 +36,11 @@ test-unit: install
 
 e2e: install
 	$(BIN)/pytest -q -m e2e
+
+# The crash torture alone (30 SIGKILLs of a solo node, 10 validator kills on CometBFT);
+# `make test` runs it too. Bounded by counts, not time.
+torture: install
+	$(BIN)/pytest -q -m torture
 
 # What CI runs (.ci/run).
 test: lint typecheck
