@@ -81,6 +81,12 @@ def block_hash(prev: bytes, height: int, log: Iterable[Entry]) -> bytes:
 
 
 _MISSING = object()
+_U32, _U64 = struct.Struct(">I").pack, struct.Struct(">Q").pack
+
+
+def _blob(value: bytes) -> bytes:
+    """``Writer().blob(value)``, inline for the entries every vote and resolution logs."""
+    return _U32(len(value)) + value
 
 
 def _put_back(cache: dict[Any, Any], key: object, old: object) -> None:
@@ -325,7 +331,7 @@ class State:
             (
                 "resolutions",
                 r.id,
-                Writer().text(r.type).blob(r.body).blob(r.proposer).u64(r.expiration).finish(),
+                _blob(r.type.encode()) + _blob(r.body) + _blob(r.proposer) + _U64(r.expiration),
             )
             for r in rows
         )
@@ -373,7 +379,7 @@ class State:
 
     @staticmethod
     def processed_entry(r: tuple[bytes, str, bytes, int, str, str]) -> Entry:
-        return ("processed", r[0], Writer().u64(r[3]).text(r[4]).text(r[5]).finish())
+        return ("processed", r[0], _U64(r[3]) + _blob(r[4].encode()) + _blob(r[5].encode()))
 
     # -- key-value state of resolution types -- #
 
@@ -387,7 +393,7 @@ class State:
     async def kv_set(self, namespace: str, key: bytes, value: bytes | None) -> None:
         """Set ``key`` to ``value``; None deletes it."""
         self._remember(self._kv, (namespace, key), value)
-        self.log.append(("kv", Writer().text(namespace).blob(key).finish(), value))
+        self.log.append(("kv", _blob(namespace.encode()) + _blob(key), value))
 
     async def kv_delete(self, namespace: str, key: bytes) -> None:
         await self.kv_set(namespace, key, None)
