@@ -18,9 +18,8 @@ import asyncio
 import hashlib
 import sqlite3
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from bridge.encoding import Writer
@@ -89,13 +88,6 @@ def _blob(value: bytes) -> bytes:
     return _U32(len(value)) + value
 
 
-def _put_back(cache: dict[Any, Any], key: object, old: object) -> None:
-    if old is _MISSING:
-        del cache[key]
-    else:
-        cache[key] = old
-
-
 class Savepoint:
     """See :meth:`State.savepoint` (a class, not a generator: there is one per resolve)."""
 
@@ -114,7 +106,11 @@ class Savepoint:
                 s.db.execute(f"ROLLBACK TO sp{depth}")
             del s.log[self.mark :]
             while len(s._undo) > self.undo_mark:
-                s._undo.pop()()
+                cache, key, old = s._undo.pop()
+                if old is _MISSING:
+                    cache.pop(key, None)
+                else:
+                    cache[key] = old
         if s._opened >= depth:
             s.db.execute(f"RELEASE sp{depth}")
             s._opened = depth - 1
@@ -132,10 +128,11 @@ class State:
         # last vote lands in (their rows would be written only to be deleted), and a resolve
         # touches a few kv keys and balances (a statement each would dominate the block).
         self._new: dict[bytes, ResolutionRow] = {}
-        self._new_votes: dict[bytes, list[bytes]] = {}
+        self._new_votes: dict[bytes, tuple[bytes, ...]] = {}
         self._kv: dict[tuple[str, bytes], bytes | None] = {}
         self._balances: dict[str, int] = {}
-        self._undo: list[Callable[[], object]] = []  # reverts the in-memory part of a savepoint
+        # (dict, key, value before) per in-memory write: what a savepoint's rollback restores.
+        self._undo: list[tuple[dict[Any, Any], object, object]] = []
         # Savepoints are entered, and opened in SQLite only before the first SQL write inside.
         self._depth = self._opened = 0
 
@@ -162,9 +159,12 @@ class State:
             self.db.executemany(sql, rows)
 
     def _remember(self, cache: dict[Any, Any], key: object, value: object) -> None:
-        old = cache.get(key, _MISSING)
-        cache[key] = value
-        self._undo.append(partial(_put_back, cache, key, old))
+        """Set ``cache[key]`` (``_MISSING`` deletes it), undoably."""
+        self._undo.append((cache, key, cache.get(key, _MISSING)))
+        if value is _MISSING:
+            cache.pop(key, None)
+        else:
+            cache[key] = value
 
     async def begin(self) -> None:
         self._reset()
@@ -325,8 +325,7 @@ class State:
 
     async def add_resolutions(self, rows: list[ResolutionRow]) -> None:
         for r in rows:
-            self._new[r.id] = r
-            self._undo.append(partial(self._new.pop, r.id))
+            self._remember(self._new, r.id, r)
         self.log.extend(
             (
                 "resolutions",
@@ -337,28 +336,24 @@ class State:
         )
 
     async def add_votes(self, ids: list[bytes], voter: bytes) -> None:
-        for i in ids:
-            self._new_votes.setdefault(i, []).append(voter)
-            self._undo.append(self._new_votes[i].pop)
+        votes, undo = self._new_votes, self._undo
+        for i in ids:  # _remember, inline: a block adds tens of thousands
+            old = votes.get(i)
+            undo.append((votes, i, _MISSING if old is None else old))
+            votes[i] = (voter,) if old is None else (*old, voter)
         self.log.extend(("votes", i + voter, b"") for i in ids)
 
     async def remove_resolutions(self, ids: list[bytes]) -> None:
         """Delete resolutions with their votes (one log entry each: votes go with them)."""
         stored = []
         for i in ids:
-            row, votes = self._new.pop(i, None), self._new_votes.pop(i, None)
-            self._undo.append(partial(self._restore, i, row, votes))
-            if row is None:  # else it was created in this block and has no row yet
+            if i not in self._new:  # else it was created in this block and has no row yet
                 stored.append((i,))
+            self._remember(self._new, i, _MISSING)
+            self._remember(self._new_votes, i, _MISSING)
         self._write_many("DELETE FROM votes WHERE resolution_id = ?", stored)
         self._write_many("DELETE FROM resolutions WHERE id = ?", stored)
         self.log.extend(("resolutions", i, None) for i in ids)
-
-    def _restore(self, rid: bytes, row: ResolutionRow | None, votes: list[bytes] | None) -> None:
-        if row is not None:
-            self._new[rid] = row
-        if votes is not None:
-            self._new_votes[rid] = votes
 
     async def mark_processed(
         self, rows: list[tuple[bytes, str, bytes, int, str, str]], *, logged: bool = False
