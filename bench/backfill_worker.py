@@ -18,6 +18,8 @@ from typing import Any
 
 import aiohttp
 
+from listeners import ListenerStatus
+
 
 async def bare(args: dict[str, Any]) -> int:
     """The baseline: eth_getLogs over the range, chunk by chunk, JSON-decoded, nothing else."""
@@ -65,12 +67,26 @@ async def naive(args: dict[str, Any]) -> int:
     return count
 
 
+class _Status(ListenerStatus):
+    """A real ListenerStatus that also says when ``last_block`` reaches ``last``: the
+    measurement stops then, without polling the listener's progress on the event loop."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__()
+        self.last, self.reached = last, asyncio.Event()
+
+    def report(self, **fields: Any) -> None:
+        super().report(**fields)
+        if fields.get("last_block", -1) >= self.last:
+            self.reached.set()
+
+
 async def listener(args: dict[str, Any]) -> int:
     """The real eth_deposits listener, into a real EventStore on a temporary SQLite file,
     stopped once its progress reaches the last block."""
     import listeners.eth_deposits as eth_deposits
     from bridge.eventstore import EventStore
-    from listeners import ListenerStatus, Service
+    from listeners import Service
 
     table = {
         "rpc_url": args["url"],
@@ -82,7 +98,7 @@ async def listener(args: dict[str, Any]) -> int:
         "max_chunk_size": args["chunk"],
         "poll_interval": 0.01,
     }
-    status = ListenerStatus()
+    status = _Status(args["last"])
     service = Service(
         name="eth_deposits",
         logger=logging.getLogger("listeners.eth_deposits"),
@@ -97,11 +113,12 @@ async def listener(args: dict[str, Any]) -> int:
             task: asyncio.Future[None] = asyncio.ensure_future(
                 eth_deposits.listen(service, store.scoped("eth_deposits"))
             )
-            while status.info.get("last_block", -1) < args["last"]:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("listener stopped early")
-                await asyncio.sleep(0.002)
+            reached: asyncio.Future[Any] = asyncio.ensure_future(status.reached.wait())
+            await asyncio.wait([task, reached], return_when=asyncio.FIRST_COMPLETED)
+            if not reached.done():
+                reached.cancel()
+                task.result()  # the listener's error, if it stopped with one
+                raise RuntimeError("listener stopped early")
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             counts = await store.counts()

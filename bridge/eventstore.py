@@ -8,7 +8,10 @@ another's writes, and nobody reads what an open transaction has not committed ye
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,8 +36,42 @@ CREATE TABLE IF NOT EXISTS kv (
     PRIMARY KEY (listener, key)) WITHOUT ROWID;
 """
 
+# A backfill inserts events by the thousand per transaction, each into the UNIQUE index on
+# their random 32-byte ids: every transaction dirties pages all over that index. A 16 MiB page
+# cache (SQLite's default is 2 MiB) keeps them from being read back from the file over and
+# over; checkpointing the WAL every 10,000 pages (40 MiB) instead of every 1,000 copies a page
+# dirtied by many transactions into the database once, not once per transaction. Both are
+# settings of the connection: files made before them are opened alike.
+_PRAGMAS = ("PRAGMA cache_size = -16384", "PRAGMA wal_autocheckpoint = 10000")
+
 PENDING, VOTED = "pending", "voted"
 _INSERT_EVENT = "INSERT OR IGNORE INTO events (id, type, body, listener, first_seen) VALUES (?, ?, ?, ?, ?)"
+_EVENT_COLUMNS = 5
+
+
+def _max_rows_per_insert() -> int:
+    """The most events one INSERT takes: 8,192, or fewer (a power of two) where SQLite allows
+    fewer variables (999 before 3.32; 32,766 since)."""
+    with contextlib.closing(sqlite3.connect(":memory:")) as db:
+        rows = db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _EVENT_COLUMNS
+    return min(8192, 1 << (rows.bit_length() - 1))
+
+
+_MAX_ROWS_PER_INSERT = int(__import__("os").environ.get("MAXROWS", 0)) or _max_rows_per_insert()
+
+
+def _insert_rows(n: int) -> int:
+    """The size of the INSERT that takes ``n`` events: ``n`` rounded up to a power of two up to
+    1,024 and to a multiple of 1,024 above. The rows beyond ``n`` repeat the last event, which
+    INSERT OR IGNORE drops: a few sizes of statement serve every transaction, and the
+    connection's statement cache keeps them compiled (a compiled 5,000-row INSERT is ~2 MB:
+    one per distinct count would fill memory)."""
+    return 1 << (n - 1).bit_length() if n <= 1024 else -(-n // 1024) * 1024
+
+
+@functools.cache
+def _insert_events(rows: int) -> str:
+    return _INSERT_EVENT + ", (?, ?, ?, ?, ?)" * (rows - 1)
 
 
 @dataclass(frozen=True)
@@ -54,6 +91,10 @@ class EventStore:
     @classmethod
     async def open(cls, path: Path) -> EventStore:
         db = await sqlite.connect(path)
+        import os
+
+        for pragma in os.environ.get("PRAGMAS", ";".join(_PRAGMAS)).split(";"):
+            await db.execute(pragma)
         await db.executescript(SCHEMA)
         return cls(db)
 
@@ -124,7 +165,10 @@ class EventStore:
 async def _rollback(db: aiosqlite.Connection) -> None:
     """End a failed transaction. SQLite may have rolled it back itself (it can, on SQLITE_FULL):
     a ROLLBACK then raises "no transaction is active" and hides the error that matters. (A
-    failed COMMIT needs nothing: on SQLITE_FULL SQLite has rolled back already.)"""
+    failed COMMIT needs nothing: on SQLITE_FULL SQLite has rolled back already.) A statement
+    whose caller was cancelled, a BEGIN say, still runs in SQLite's thread: a no-op queued
+    behind it makes ``in_transaction`` tell the state it leaves."""
+    await db.execute("SELECT 1")
     if db.in_transaction:
         await db.execute("ROLLBACK")
 
@@ -134,9 +178,13 @@ class ScopedStore:
 
     def __init__(self, store: EventStore, listener: str, *, in_transaction: bool) -> None:
         self._store, self._name, self._in_tx = store, listener, in_transaction
-        # Inside a transaction, broadcasts are collected and inserted in one executemany
-        # just before COMMIT: one round trip to SQLite's thread per chunk, not per event.
-        self._rows: list[tuple[bytes, str, bytes, str, float]] = []
+        # Inside a transaction, broadcasts (their rows' values, one after the other) and KV
+        # writes (None: a delete) are kept here and written just before COMMIT, in a statement
+        # or two: a round trip to SQLite's thread costs more than the statement when the event
+        # loop is busy, as it is in a backfill (the thread waits for the GIL, then the loop for
+        # the thread's answer).
+        self._values: list[object] = []
+        self._kv: dict[bytes, bytes | None] = {}
         # Registered types seen by this store, with their encoding (the event id's prefix).
         # Resolutions are registered at import time and never removed.
         self._types: dict[str, bytes] = {}
@@ -150,34 +198,56 @@ class ScopedStore:
                 yield self._store._db
 
     async def broadcast(self, event_type: str, data: bytes) -> None:
-        if event_type not in self._types and event_type not in registered_resolutions():
-            raise ValueError(f"cannot broadcast {event_type!r}: no resolution of that type is registered")
+        prefix = self._types.get(event_type)
+        if prefix is None:
+            if event_type not in registered_resolutions():
+                raise ValueError(f"cannot broadcast {event_type!r}: no resolution of that type is registered")
+            prefix = self._types[event_type] = Writer().text(event_type).finish()
         if not isinstance(data, bytes):
             raise TypeError("event data must be bytes")
         if len(data) > MAX_BODY_BYTES:
             raise ValueError(f"event data of {len(data)} bytes exceeds the limit of {MAX_BODY_BYTES}")
-        prefix = self._types.get(event_type)
-        if prefix is None:
-            prefix = self._types[event_type] = Writer().text(event_type).finish()
         # = event_id(event_type, data), with the type's encoding computed once
         rid = hashlib.sha256(prefix + len(data).to_bytes(4, "big") + data).digest()
         row = (rid, event_type, data, self._name, time.time())
         if self._in_tx:
-            self._rows.append(row)
+            self._values += row
             return
         async with self._locked() as db:
             await db.execute(_INSERT_EVENT, row)
 
     async def _flush(self, db: aiosqlite.Connection) -> None:
-        if self._rows:
-            rows, self._rows = self._rows, []
-            await db.executemany(_INSERT_EVENT, rows)
+        """Write the transaction's events, in the order they were broadcast, and its KV writes.
+        One statement after the other: after an error SQLite may have rolled the transaction
+        back already, and a statement queued behind it would then commit on its own."""
+        values, kv = self._values, self._kv
+        self._values, self._kv = [], {}
+        events = len(values) // _EVENT_COLUMNS
+        for first in range(0, events, _MAX_ROWS_PER_INSERT):
+            n = min(_MAX_ROWS_PER_INSERT, events - first)
+            rows: list[object] = values[first * _EVENT_COLUMNS : (first + n) * _EVENT_COLUMNS]
+            rows += rows[-_EVENT_COLUMNS:] * (_insert_rows(n) - n)  # copies of the last event
+            await db.execute(_insert_events(_insert_rows(n)), rows)
+        written = [(key, value) for key, value in kv.items() if value is not None]
+        for i in range(0, len(written), 300):  # 3 variables a row, within SQLite's 999
+            part = written[i : i + 300]
+            sql = "INSERT OR REPLACE INTO kv VALUES " + ", ".join(["(?, ?, ?)"] * len(part))
+            await db.execute(sql, [v for key, value in part for v in (self._name, key, value)])
+        for keys in chunks([key for key, value in kv.items() if value is None]):
+            sql = f"DELETE FROM kv WHERE listener = ? AND key IN ({marks(len(keys))})"
+            await db.execute(sql, (self._name, *keys))
 
     async def set(self, key: bytes, value: bytes) -> None:
+        if self._in_tx:
+            self._kv[key] = value
+            return
         async with self._locked() as db:
             await db.execute("INSERT OR REPLACE INTO kv VALUES (?, ?, ?)", (self._name, key, value))
 
     async def get(self, key: bytes) -> bytes | None:
+        if key in self._kv:  # written earlier in this transaction
+            value = self._kv[key]
+            return None if value is None else bytes(value)
         async with self._locked() as db:
             sql = "SELECT value FROM kv WHERE listener = ? AND key = ?"
             async with db.execute(sql, (self._name, key)) as cur:
@@ -185,6 +255,9 @@ class ScopedStore:
         return None if row is None else bytes(row[0])
 
     async def delete(self, key: bytes) -> None:
+        if self._in_tx:
+            self._kv[key] = None
+            return
         async with self._locked() as db:
             await db.execute("DELETE FROM kv WHERE listener = ? AND key = ?", (self._name, key))
 
@@ -194,9 +267,9 @@ class ScopedStore:
             raise RuntimeError("transactions do not nest")
         async with self._store._lock:
             db = self._store._db
-            await db.execute("BEGIN IMMEDIATE")
             inner = ScopedStore(self._store, self._name, in_transaction=True)
             try:
+                await db.execute("BEGIN IMMEDIATE")
                 yield inner
                 await inner._flush(db)
             except BaseException:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.encoding import event_id
-from bridge.eventstore import PENDING, EventStore
+from bridge.eventstore import _MAX_ROWS_PER_INSERT, PENDING, EventStore
 from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
 
 TYPE = "test_event"
@@ -203,3 +203,44 @@ async def test_plain_write_is_not_swallowed_by_another_listeners_rollback(store:
     assert results[1] is None
     assert await a.get(b"k") is None
     assert await b.get(b"k") == b"b"
+
+
+async def test_a_large_transaction_stores_every_event_once_in_order(store: EventStore) -> None:
+    # A transaction's events go in with multi-row INSERTs of a few sizes (powers of two):
+    # a count that is none of them, repeats inside the transaction and events stored before
+    # must come out as one row per id, in the order they were first broadcast.
+    a = store.scoped("a")
+    await a.broadcast(TYPE, b"event 7")
+    bodies = [f"event {i}".encode() for i in range(_MAX_ROWS_PER_INSERT * 2 + 333)]
+    async with a.transaction() as tx:
+        for body in bodies:
+            await tx.broadcast(TYPE, body)
+        await tx.broadcast(TYPE, bodies[-1])  # a repeat, in the last (smallest) INSERT
+        await tx.broadcast(TYPE, bodies[0])  # and one in its own
+    events = await store.select(PENDING, len(bodies) + 10)
+    expected = [b"event 7", *(b for b in bodies if b != b"event 7")]
+    assert [e.body for e in events] == expected
+    assert [e.id for e in events] == [event_id(TYPE, b) for b in expected]
+    assert await store.counts() == {PENDING: len(bodies)}
+
+
+async def test_transaction_cancelled_before_it_began_leaves_the_store_usable(store: EventStore) -> None:
+    # Cancelled while its BEGIN is still on the way to SQLite's thread (a listener stopped
+    # while a chunk's store had just started): the BEGIN runs all the same, and must not
+    # leave a transaction open that every later BEGIN would trip over.
+    a = store.scoped("a")
+
+    async def body() -> None:
+        async with a.transaction() as tx:
+            await tx.broadcast(TYPE, b"never")
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0)  # the task holds the lock and waits for its BEGIN
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with a.transaction() as tx:
+        await tx.broadcast(TYPE, b"event")
+        await tx.set(b"k", b"v")
+    assert [e.body for e in await store.select(PENDING, 10)] == [b"event"]
+    assert await a.get(b"k") == b"v"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
+from collections import deque
 from typing import Any
 
 from eth_utils.address import to_checksum_address
@@ -62,13 +64,58 @@ def decode_log(log: dict[str, Any], chain_id: int, escrow: str) -> Deposit | Non
     )
 
 
-def deposit_body(log: dict[str, Any], chain_id: int, escrow: str) -> bytes | None:
-    """``decode_log(log, chain_id, escrow).encode()`` (or None), without the Deposit object.
+def deposit_bodies(logs: list[dict[str, Any]], chain_id: int, escrow: str) -> list[bytes]:
+    """``decode_log(log, chain_id, escrow).encode()`` of each of ``logs`` that is a deposit, in
+    order, without the Deposit objects (this runs for every log of a backfill).
 
-    The body is the ABI encoding of static types, i.e. 32-byte words, and the log carries
-    the nonce, sender, recipient and amount as such words already: they are copied, not
-    decoded and re-encoded. Anything but the usual shapes takes the general path.
+    The body is the ABI encoding of static types, i.e. 32-byte words, and the log carries the
+    nonce, sender, recipient and amount as such words already: they are copied as hex, not
+    decoded and re-encoded, and a chunk of usual logs is turned into bytes at once (one
+    ``bytes.fromhex`` per chunk, not per log). Anything unusual takes the general path.
     """
+    address, pad = escrow.lower(), "0" * 24
+    words = []
+    try:
+        for log in logs:
+            topics = log["topics"]
+            topic, nonce, sender, recipient = topics
+            tx_hash, amount, index, number = (
+                log["transactionHash"],
+                log["data"],
+                log["logIndex"],
+                log["blockNumber"],
+            )
+            if not (
+                type(topics) is list
+                and topic == DEPOSIT_TOPIC
+                and log["address"] == address
+                and not log.get("removed")
+                and len(nonce) == len(sender) == len(recipient) == len(tx_hash) == len(amount) == 66
+                and 2 < len(index) <= 66
+                and 2 < len(number) <= 66
+                and f"{nonce[:2]}{sender[:2]}{recipient[:2]}{tx_hash[:2]}{amount[:2]}{index[:2]}{number[:2]}"
+                == "0x0x0x0x0x0x0x"
+            ):
+                break
+            words.append(
+                f"{nonce[2:]}{tx_hash[2:]}{index[2:]:0>64}{number[2:]:0>64}"
+                f"{pad}{sender[26:]}{pad}{recipient[26:]}{amount[2:]}"
+            )
+        else:
+            raw = bytes.fromhex("".join(words))
+            # fromhex skips whitespace: any would leave fewer bytes than 7 words a log.
+            if len(raw) == 224 * len(logs):
+                head = bytes.fromhex(f"{chain_id:064x}{escrow[2:]:0>64}")
+                return [head + raw[i : i + 224] for i in range(0, len(raw), 224)]
+    except (KeyError, TypeError, ValueError):
+        pass  # not the usual shape, or not hex
+    return [body for body in (deposit_body(log, chain_id, escrow) for log in logs) if body is not None]
+
+
+def deposit_body(log: dict[str, Any], chain_id: int, escrow: str) -> bytes | None:
+    """``decode_log(log, chain_id, escrow).encode()``, or None: the nonce, sender, recipient
+    and amount words copied from the log when it has the usual shape (see
+    :func:`deposit_bodies`)."""
     topics = _deposit_topics(log, escrow)
     if topics is None:
         return None
@@ -76,14 +123,24 @@ def deposit_body(log: dict[str, Any], chain_id: int, escrow: str) -> bytes | Non
     tx_hash, amount = log["transactionHash"], log["data"]
     if all(len(v) == 66 and v[:2] == "0x" for v in (nonce, sender, recipient, tx_hash, amount)):
         try:
-            return bytes.fromhex(
+            body = bytes.fromhex(
                 f"{chain_id:064x}{escrow[2:]:0>64}{nonce[2:]}{tx_hash[2:]}{int(log['logIndex'], 16):064x}"
                 f"{int(log['blockNumber'], 16):064x}{sender[-40:]:0>64}{recipient[-40:]:0>64}{amount[2:]}"
             )
+            if len(body) == 288:  # fromhex skips whitespace; an index past 2**256 makes it longer
+                return body
         except ValueError:
             pass  # not hex: the general path decides (and raises as it always did)
     deposit = decode_log(log, chain_id, escrow)
     return None if deposit is None else deposit.encode()
+
+
+async def _cancel(*tasks: asyncio.Future[Any] | None) -> None:
+    """Cancel ``tasks`` and wait for them to end (done ones are left as they are)."""
+    running = [task for task in tasks if task is not None]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
 
 
 class Scanner:
@@ -162,40 +219,99 @@ class Scanner:
         await store.set(_LAST_HASH, block_hash)
         await store.set(_CHECKPOINTS, json.dumps(self.checkpoints).encode())
 
-    async def scan_chunk(self, safe: int) -> bool:
-        """Scan the next chunk; False if the endpoint lags behind its own safety point."""
-        start = self.last_block + 1
-        end = min(start + self.chunk - 1, safe)
-        # The end block's hash is read before the logs: a reorg in between leaves a stored hash
-        # that the next pass finds non-canonical, so it is rescanned rather than missed.
+    def _refused(self, exc: RangeTooLarge, start: int, end: int) -> None:
+        previous = self.chunk
+        if exc.suggested and exc.suggested[0] == start and exc.suggested[1] >= start:
+            self.chunk = exc.suggested[1] - start + 1
+        else:
+            self.chunk = max(1, (end - start + 1) // 2)
+        self.status.count("range_refusals")
+        self.log.info(
+            "provider refused %d blocks (%s); chunk %d -> %d", end - start + 1, exc, previous, self.chunk
+        )
+
+    async def _fetch(
+        self, start: int, end: int, after: asyncio.Future[Any] | None = None
+    ) -> tuple[tuple[int, bytes] | None, list[dict[str, Any]]]:
         block = await self.client.block(end)
         if block is None:
-            return False
-        try:
-            logs = await self.client.logs(self.config.contract_address, DEPOSIT_TOPIC, start, end)
-        except RangeTooLarge as exc:
-            previous = self.chunk
-            if exc.suggested and exc.suggested[0] == start and exc.suggested[1] >= start:
-                self.chunk = exc.suggested[1] - start + 1
-            else:
-                self.chunk = max(1, (end - start + 1) // 2)
-            self.status.count("range_refusals")
-            self.log.info(
-                "provider refused %d blocks (%s); chunk %d -> %d", end - start + 1, exc, previous, self.chunk
-            )
-            return True
-        chain_id, escrow = self.config.chain_id, self.config.contract_address
-        deposits = [body for body in (deposit_body(log, chain_id, escrow) for log in logs) if body]
-        del logs  # the chunk's raw logs are not needed past this point
-        self.checkpoints = [*self.checkpoints, (end, block[1].hex())][-_MAX_CHECKPOINTS:]
+            return None, []
+        if after is not None:
+            await asyncio.wait([after])
+            if after.cancelled() or after.exception() is not None or after.result()[0] is None:
+                return None, []
+        return block, await self.client.logs(self.config.contract_address, DEPOSIT_TOPIC, start, end)
+
+    async def _store(self, end: int, block_hash: bytes, deposits: list[bytes], safe: int) -> None:
+        """One chunk's deposits and progress, in one transaction."""
+        self.checkpoints = [*self.checkpoints, (end, block_hash.hex())][-_MAX_CHECKPOINTS:]
         async with self.store.transaction() as tx:
-            for body in deposits:
+            step = int(os.environ.get("SLICE", 10**9))
+            for i, body in enumerate(deposits):
+                if i % step == step - 1:
+                    await asyncio.sleep(0)
                 await tx.broadcast(CREDIT_ACCOUNT, body)
-            await self._save(tx, end, block[1])
+            await self._save(tx, end, block_hash)
         self.status.count("deposits_seen", len(deposits))
-        self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
         self._progress(safe)
-        return True
+
+    async def scan(self, safe: int) -> None:
+        """Scan chunk by chunk up to ``safe``, or until the endpoint lags behind its own safety point.
+
+        Chunks are stored in order, one transaction each, but a backfill does not wait for one
+        thing at a time: the next chunk is fetched while one is decoded, and the one before is
+        still being written (in SQLite's thread). A chunk is stored once the one before it is;
+        an error stops the scan with nothing stored past the last good chunk.
+        """
+
+        depth = int(os.environ.get("AHEAD", 1))
+        gate = bool(os.environ.get("GATE"))
+        step = int(os.environ.get("SLICE", 10**9))
+        fetches: deque[tuple[int, int, asyncio.Task[Any]]] = deque()
+        storing: asyncio.Future[None] | None = None
+        start = self.last_block + 1
+
+        def refill() -> None:
+            nonlocal start
+            while len(fetches) < depth and start <= safe:
+                end = min(start + self.chunk - 1, safe)
+                after = fetches[-1][2] if fetches and gate else None
+                fetches.append((start, end, asyncio.ensure_future(self._fetch(start, end, after))))
+                self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
+                start = end + 1
+
+        try:
+            while True:
+                refill()
+                if not fetches:
+                    break
+                first, end, fetching = fetches.popleft()
+                try:
+                    block, logs = await fetching
+                except RangeTooLarge as exc:
+                    await _cancel(*(f for _, _, f in fetches))
+                    fetches.clear()
+                    self._refused(exc, first, end)
+                    start = first
+                    continue
+                if block is None:
+                    break
+                refill()
+                deposits: list[bytes] = []
+                for i in range(0, len(logs), step):
+                    if step < 10**9:
+                        await asyncio.sleep(0)
+                    deposits += deposit_bodies(
+                        logs[i : i + step], self.config.chain_id, self.config.contract_address
+                    )
+                del logs
+                if storing is not None:
+                    await storing
+                storing = asyncio.ensure_future(self._store(end, block[1], deposits, safe))
+            if storing is not None:
+                await storing
+        finally:
+            await _cancel(storing, *(f for _, _, f in fetches))
 
     def _progress(self, safe: int) -> None:
         now = time.monotonic()
@@ -228,8 +344,8 @@ class Scanner:
                 await self.verify_progress()
                 safe = await self.safety_point()
                 # One safety point per pass: two requests a chunk while backfilling.
-                while self.last_block < safe and await self.scan_chunk(safe):
-                    pass
+                if self.last_block < safe:
+                    await self.scan(safe)
                 if (
                     self._deep_reorg_at is not None
                     and time.monotonic() - self._deep_reorg_at > _REORG_REPORTED_FOR
