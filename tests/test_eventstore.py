@@ -244,3 +244,20 @@ async def test_transaction_cancelled_before_it_began_leaves_the_store_usable(sto
         await tx.set(b"k", b"v")
     assert [e.body for e in await store.select(PENDING, 10)] == [b"event"]
     assert await a.get(b"k") == b"v"
+
+
+async def test_a_transaction_reads_its_own_writes(store: EventStore) -> None:
+    # KV writes inside a transaction reach SQLite only at its end: reads before then see them.
+    a = store.scoped("a")
+    await a.set(b"stored", b"before")
+    await a.set(b"gone", b"before")
+    async with a.transaction() as tx:
+        assert await tx.get(b"stored") == b"before"
+        await tx.set(b"new", b"1")
+        await tx.set(b"new", b"2")
+        await tx.delete(b"gone")
+        await tx.set(b"stored", b"after")
+        assert await tx.get(b"new") == b"2"
+        assert await tx.get(b"gone") is None
+        assert await tx.get(b"stored") == b"after"
+    assert [await a.get(k) for k in (b"new", b"gone", b"stored")] == [b"2", None, b"after"]

@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
-from collections import deque
 from typing import Any
 
 from eth_utils.address import to_checksum_address
@@ -230,26 +228,21 @@ class Scanner:
             "provider refused %d blocks (%s); chunk %d -> %d", end - start + 1, exc, previous, self.chunk
         )
 
-    async def _fetch(
-        self, start: int, end: int, after: asyncio.Future[Any] | None = None
-    ) -> tuple[tuple[int, bytes] | None, list[dict[str, Any]]]:
+    async def _fetch(self, start: int, end: int) -> tuple[tuple[int, bytes] | None, list[dict[str, Any]]]:
+        """The end block's (number, hash) and the logs of blocks start..end; (None, []) if the
+        endpoint does not have the end block yet (it lags behind its own safety point)."""
+        # The end block's hash is read before the logs: a reorg in between leaves a stored hash
+        # that the next pass finds non-canonical, so it is rescanned rather than missed.
         block = await self.client.block(end)
         if block is None:
             return None, []
-        if after is not None:
-            await asyncio.wait([after])
-            if after.cancelled() or after.exception() is not None or after.result()[0] is None:
-                return None, []
         return block, await self.client.logs(self.config.contract_address, DEPOSIT_TOPIC, start, end)
 
     async def _store(self, end: int, block_hash: bytes, deposits: list[bytes], safe: int) -> None:
         """One chunk's deposits and progress, in one transaction."""
         self.checkpoints = [*self.checkpoints, (end, block_hash.hex())][-_MAX_CHECKPOINTS:]
         async with self.store.transaction() as tx:
-            step = int(os.environ.get("SLICE", 10**9))
-            for i, body in enumerate(deposits):
-                if i % step == step - 1:
-                    await asyncio.sleep(0)
+            for body in deposits:
                 await tx.broadcast(CREDIT_ACCOUNT, body)
             await self._save(tx, end, block_hash)
         self.status.count("deposits_seen", len(deposits))
@@ -264,54 +257,37 @@ class Scanner:
         an error stops the scan with nothing stored past the last good chunk.
         """
 
-        depth = int(os.environ.get("AHEAD", 1))
-        gate = bool(os.environ.get("GATE"))
-        step = int(os.environ.get("SLICE", 10**9))
-        fetches: deque[tuple[int, int, asyncio.Task[Any]]] = deque()
+        def fetch(start: int) -> tuple[int, int, asyncio.Task[Any]]:
+            end = min(start + self.chunk - 1, safe)
+            return start, end, asyncio.ensure_future(self._fetch(start, end))
+
+        ahead: tuple[int, int, asyncio.Task[Any]] | None = fetch(self.last_block + 1)
         storing: asyncio.Future[None] | None = None
-        start = self.last_block + 1
-
-        def refill() -> None:
-            nonlocal start
-            while len(fetches) < depth and start <= safe:
-                end = min(start + self.chunk - 1, safe)
-                after = fetches[-1][2] if fetches and gate else None
-                fetches.append((start, end, asyncio.ensure_future(self._fetch(start, end, after))))
-                self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
-                start = end + 1
-
         try:
-            while True:
-                refill()
-                if not fetches:
-                    break
-                first, end, fetching = fetches.popleft()
+            while ahead is not None:
+                start, end, fetching = ahead
                 try:
                     block, logs = await fetching
                 except RangeTooLarge as exc:
-                    await _cancel(*(f for _, _, f in fetches))
-                    fetches.clear()
-                    self._refused(exc, first, end)
-                    start = first
+                    self._refused(exc, start, end)
+                    ahead = fetch(start)
                     continue
                 if block is None:
                     break
-                refill()
-                deposits: list[bytes] = []
-                for i in range(0, len(logs), step):
-                    if step < 10**9:
-                        await asyncio.sleep(0)
-                    deposits += deposit_bodies(
-                        logs[i : i + step], self.config.chain_id, self.config.contract_address
-                    )
-                del logs
+                self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
+                ahead = fetch(end + 1) if end < safe else None
+                deposits = deposit_bodies(logs, self.config.chain_id, self.config.contract_address)
+                # The chunk's raw logs are not needed past this point (nor is their task, which
+                # keeps them as its result): the next chunk's are on their way.
+                del logs, fetching
                 if storing is not None:
-                    await storing
+                    await storing  # the chunk before is stored first
                 storing = asyncio.ensure_future(self._store(end, block[1], deposits, safe))
             if storing is not None:
                 await storing
         finally:
-            await _cancel(storing, *(f for _, _, f in fetches))
+            # Only after an error, a cancellation or a lagging endpoint is anything left running.
+            await _cancel(storing, ahead[2] if ahead else None)
 
     def _progress(self, safe: int) -> None:
         now = time.monotonic()
