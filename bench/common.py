@@ -25,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from bridge.devnet import ANVIL_NO_DISK
+
 ROOT = Path(__file__).resolve().parents[1]
 ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
 COMETBFT = ROOT / ".tools" / "bin" / "cometbft"
@@ -158,6 +160,7 @@ class AnvilProcess:
                 str(CHAIN_ID),
                 "--gas-limit",
                 "1000000000",
+                *ANVIL_NO_DISK,
                 *(extra or []),
             ],
             stdout=subprocess.DEVNULL,

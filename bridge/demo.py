@@ -23,6 +23,7 @@ from eth_account import Account
 
 from bridge.config import CONFIG_FILE
 from bridge.contracts import Chain, deploy_bridge, deposit
+from bridge.devnet import ANVIL_NO_DISK
 from bridge.errors import BridgeError
 from bridge.node import Node
 
@@ -51,7 +52,7 @@ def anvil_path() -> str:
 @contextlib.asynccontextmanager
 async def anvil(block_time: float | None) -> AsyncIterator[str]:
     port = _free_port()
-    args = [anvil_path(), "--host", "127.0.0.1", "--port", str(port), "--silent"]
+    args = [anvil_path(), "--host", "127.0.0.1", "--port", str(port), "--silent", *ANVIL_NO_DISK]
     if block_time:
         args += ["--block-time", str(block_time)]
     process = await asyncio.create_subprocess_exec(*args)

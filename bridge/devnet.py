@@ -293,7 +293,11 @@ def write_devnet(
 
 # -- what the process devnet and the compose network share -- #
 
-ANVIL_ARGS = ("--block-time", "1")
+# By default anvil writes every historical state it evicts from memory under
+# ~/.foundry/anvil/tmp and never deletes them (about 300 KB per block, kept even
+# after a clean exit): a few long test runs fill the disk. Old states are dropped.
+ANVIL_NO_DISK = ("--max-persisted-states", "0")
+ANVIL_ARGS = ("--block-time", "1", *ANVIL_NO_DISK)
 
 
 def anvil_args(host: str) -> list[str]:

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from bridge.contracts import Chain, deploy_bridge
+from bridge.devnet import ANVIL_NO_DISK
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
@@ -27,8 +28,8 @@ def free_port() -> int:
 
 
 class Anvil:
-    def __init__(self, port: int, process: subprocess.Popen[bytes]) -> None:
-        self.port, self.process = port, process
+    def __init__(self, port: int, process: subprocess.Popen[bytes], cache: Path) -> None:
+        self.port, self.process, self.cache = port, process, cache
         self.url = f"http://127.0.0.1:{port}"
 
     async def rpc(self, method: str, *params: Any) -> Any:
@@ -48,11 +49,13 @@ class Anvil:
 
 
 @pytest.fixture
-def anvil() -> Iterator[Anvil]:
+def anvil(tmp_path: Path) -> Iterator[Anvil]:
     assert ANVIL.exists(), f"{ANVIL} is missing: run `make node-tools`"
     port = free_port()
+    cache = tmp_path / "anvil-cache"  # where anvil would persist old states, if it did
+    args = ["--port", str(port), "--host", "127.0.0.1", "--silent", "--chain-id", "31337"]
     process = subprocess.Popen(
-        [str(ANVIL), "--port", str(port), "--host", "127.0.0.1", "--silent", "--chain-id", "31337"],
+        [str(ANVIL), *args, *ANVIL_NO_DISK, "--cache-path", str(cache)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -66,7 +69,7 @@ def anvil() -> Iterator[Anvil]:
                 deadline -= 1
                 assert deadline > 0 and process.poll() is None, "anvil did not start"
                 subprocess.run(["sleep", "0.05"], check=True)
-        yield Anvil(port, process)
+        yield Anvil(port, process, cache)
     finally:
         process.kill()
         process.wait()
