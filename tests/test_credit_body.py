@@ -8,7 +8,7 @@ from eth_utils.address import to_checksum_address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resolutions.credit import _TYPES, Deposit
+from resolutions.credit import _TYPES, Deposit, _credit
 
 words = st.one_of(
     st.binary(min_size=32, max_size=32),
@@ -47,3 +47,15 @@ def test_decode_matches_eth_abi(body: bytes) -> None:
         assert deposit.key == encode(
             ("uint256", "address", "uint256"), (deposit.chain_id, deposit.escrow, deposit.nonce)
         )
+
+
+@given(bodies)
+def test_resolve_reads_what_decode_reads(body: bytes) -> None:
+    deposit = fast(body)
+    try:
+        fields = _credit(body)
+    except ValueError:
+        assert deposit is None
+        return
+    assert deposit is not None
+    assert fields == (deposit.key, deposit.tx_hash, deposit.log_index, deposit.account, deposit.amount)

@@ -276,6 +276,8 @@ class Ledger:
         before = await s.validators()
         ctx = BlockContext(block.height, block.time_ns, block.proposer, self.chain_id)
         self._touched: dict[bytes, None] = {}
+        # Each validator votes for the same events: their ids are hashed once a block.
+        self._ids: dict[tuple[str, bytes], bytes] = {}
         self._block_votes = 0
         results = tuple([await self._deliver(raw, ctx) for raw in block.txs])
         resolved = await self._end_block(ctx)
@@ -377,7 +379,8 @@ class Ledger:
         """Add ``voter``'s vote to each event, creating resolutions on first sight. Votes for
         processed ids and repeated votes are no-ops."""
         s = self.state
-        ids = [event_id(t, b) for t, b in events]
+        known = self._ids
+        ids = [known.get(e) or known.setdefault(e, event_id(*e)) for e in events]
         processed = await s.processed_ids(ids)
         pending = await s.pending_ids(ids)
         voted = await s.voted_ids(ids, voter)

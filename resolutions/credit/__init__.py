@@ -33,10 +33,11 @@ def _checksum(raw: bytes) -> str:
     return to_checksum_address(raw)
 
 
-def _address(word: bytes) -> str:
-    if word[:12] != _PAD:
+def _words(body: bytes) -> list[bytes]:
+    """The nine words of a canonical body (addresses zero-padded), or ``ValueError``."""
+    if len(body) != _SIZE or body[32:44] != _PAD or body[192:204] != _PAD or body[224:236] != _PAD:
         raise ValueError("credit_account body is not in canonical form")
-    return _checksum(word[12:])
+    return [body[i : i + 32] for i in range(0, _SIZE, 32)]
 
 
 @dataclass(frozen=True)
@@ -60,18 +61,16 @@ class Deposit:
         one static 32-byte word, so the canonical encoding is exactly nine words with
         zero-padded addresses: checking that and slicing gives what eth_abi's decode and a
         re-encode would, at a tenth of the cost (it was most of a block's time)."""
-        if len(body) != _SIZE:
-            raise ValueError("credit_account body is not in canonical form")
-        w = [body[i : i + 32] for i in range(0, _SIZE, 32)]
+        w = _words(body)
         return cls(
             int.from_bytes(w[0], "big"),
-            _address(w[1]),
+            _checksum(w[1][12:]),
             int.from_bytes(w[2], "big"),
             w[3],
             int.from_bytes(w[4], "big"),
             int.from_bytes(w[5], "big"),
-            _address(w[6]),
-            _address(w[7]),
+            _checksum(w[6][12:]),
+            _checksum(w[7][12:]),
             int.from_bytes(w[8], "big"),
         )
 
@@ -101,17 +100,29 @@ def tx_key(tx_hash: bytes, log_index: int) -> bytes:
     return b"tx:" + tx_hash + log_index.to_bytes(8, "big")
 
 
+def _credit(body: bytes) -> tuple[bytes, bytes, int, str, int]:
+    """``(d.key, d.tx_hash, d.log_index, d.account, d.amount)`` of ``d = Deposit.decode(body)``,
+    read from the words: no checksummed addresses (a keccak each), as accounts are lowercase."""
+    w = _words(body)
+    return (
+        w[0] + w[1] + w[2],
+        w[3],
+        int.from_bytes(w[4], "big"),
+        "0x" + w[7][12:].hex(),
+        int.from_bytes(w[8], "big"),
+    )
+
+
 async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
-    deposit = Deposit.decode(resolution.body)
-    key = deposit.key
+    key, tx_hash, log_index, account, amount = _credit(resolution.body)
     if await app.get(credited_key(key)) is not None:
         # Another resolution credited this deposit already (e.g. the same log before a reorg
         # moved it): record the duplicate, credit nothing.
         await app.set(b"duplicate:" + resolution.id, key)
         return
     await app.set(credited_key(key), block.height.to_bytes(8, "big") + resolution.id)
-    await app.set(tx_key(deposit.tx_hash, deposit.log_index), key)
-    await app.credit(deposit.account, deposit.amount)
+    await app.set(tx_key(tx_hash, log_index), key)
+    await app.credit(account, amount)
 
 
 register_resolution(
