@@ -287,6 +287,22 @@ async def api_of(proc: subprocess.Popen[bytes], log: Path) -> str:
     return found[0]
 
 
+async def wait_credited(
+    http: aiohttp.ClientSession, api: str, proc: subprocess.Popen[bytes], log: Path, expected: dict[str, int]
+) -> None:
+    """Wait until the spawned node at ``api`` shows every balance of ``expected``."""
+
+    async def all_credited() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        for account, amount in expected.items():
+            _, body = await get(http, f"{api}/v1/accounts/{account}")
+            if int(body["balance"]) != amount:
+                return False
+        return True
+
+    await wait_for(all_credited, timeout=60, interval=0.2)
+
+
 async def test_sigkill_mid_backfill_resumes_after_the_last_stored_chunk(
     tmp_path: Path, anvil: Anvil, chain: Chain, bridge: dict[str, Any]
 ) -> None:
@@ -321,15 +337,7 @@ async def test_sigkill_mid_backfill_resumes_after_the_last_stored_chunk(
         with spawn(home, tmp_path / "run2.log") as proc:
             api = await api_of(proc, tmp_path / "run2.log")
 
-            async def all_credited() -> bool:
-                assert proc.poll() is None, (tmp_path / "run2.log").read_text()
-                for account, amount in expected.items():
-                    _, body = await get(http, f"{api}/v1/accounts/{account}")
-                    if int(body["balance"]) != amount:
-                        return False
-                return True
-
-            await wait_for(all_credited, timeout=30, interval=0.1)
+            await wait_credited(http, api, proc, tmp_path / "run2.log", expected)
             _, body = await get(
                 http, f"{api}/v1/resolutions?status=confirmed&type={CREDIT_ACCOUNT}&limit=1000"
             )

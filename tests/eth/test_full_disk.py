@@ -23,7 +23,7 @@ from resolutions.credit import CREDIT_ACCOUNT
 from tests.disk import fill, free, integrity, tiny_disk
 from tests.eth.conftest import Anvil, wait_for
 from tests.eth.nodes import deposits_table, make_home
-from tests.eth.test_faults import Depositor, api_of, chain_truth, get, spawn
+from tests.eth.test_faults import Depositor, api_of, chain_truth, get, spawn, wait_credited
 
 pytestmark = pytest.mark.e2e
 
@@ -118,19 +118,11 @@ async def _credits_everything(home: Path, log: Path, expected: dict[str, int]) -
         with spawn(home, log) as proc:
             api = await api_of(proc, log)
 
-            async def all_credited() -> bool:
-                assert proc.poll() is None, log.read_text()[-3000:]
-                for account, amount in expected.items():
-                    _, body = await get(http, f"{api}/v1/accounts/{account}")
-                    if int(body["balance"]) != amount:
-                        return False
-                return True
-
             async def no_event_left() -> bool:
                 _, status = await get(http, api + "/v1/status")
                 return not any(status["events"].values())
 
-            await wait_for(all_credited, timeout=60, interval=0.2)
+            await wait_credited(http, api, proc, log, expected)
             # The event store agrees with the ledger: nothing is left to vote for.
             await wait_for(no_event_left, timeout=30, interval=0.2)
             proc.send_signal(signal.SIGTERM)

@@ -22,7 +22,7 @@ from bridge.ledger import Ledger
 from resolutions.credit import CREDIT_ACCOUNT, Deposit
 from tests.eth.conftest import Anvil, wait_for
 from tests.eth.nodes import deposits_table, make_home
-from tests.eth.test_faults import Depositor, api_of, chain_truth, get, spawn
+from tests.eth.test_faults import Depositor, api_of, chain_truth, get, spawn, wait_credited
 
 pytestmark = [pytest.mark.torture, pytest.mark.e2e]
 
@@ -81,15 +81,7 @@ async def test_solo_node_survives_30_sigkills_during_300_deposits(
         with spawn(home, log) as proc:
             api = await api_of(proc, log)
 
-            async def all_credited() -> bool:
-                assert proc.poll() is None, log.read_text()[-3000:]
-                for account, amount in expected.items():
-                    _, body = await get(http, f"{api}/v1/accounts/{account}")
-                    if int(body["balance"]) != amount:
-                        return False
-                return True
-
-            await wait_for(all_credited, timeout=60, interval=0.2)
+            await wait_credited(http, api, proc, log, expected)
             query = f"{api}/v1/resolutions?type={CREDIT_ACCOUNT}&limit=1000"
             _, confirmed = await get(http, query + "&status=confirmed")
             nonces = sorted(Deposit.decode(bytes.fromhex(r["body"])).nonce for r in confirmed["resolutions"])
