@@ -114,6 +114,7 @@ def write_comet_home(
     *,
     rpc_host: str = "127.0.0.1",
     p2p_host: str = "127.0.0.1",
+    consensus: dict[str, Any] = CONSENSUS,
 ) -> None:
     config, data = home / "config", home / "data"
     config.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,7 @@ def write_comet_home(
             "allow_duplicate_ip": True,
             "pex": False,
         },
-        "consensus": CONSENSUS,
+        "consensus": consensus,
         "instrumentation": {"prometheus": False},
     }
     lines = ["# Written by `bridge devnet`; CometBFT fills in every other key with its default."]
@@ -186,20 +187,26 @@ def write_node_home(
     (home / CONFIG_FILE).write_text("\n".join(lines) + "\n")
 
 
+_SHARED_TIMING = ("timeout_", "create_empty_blocks")
+
+
 def network_info(genesis: Genesis, comet_home: Path | None) -> dict[str, Any]:
     """What a node joining this one's network needs (``GET /v1/network``): the ledger genesis
-    and, on CometBFT, its genesis, this node's p2p id and port."""
+    and, on CometBFT, its genesis, this node's p2p id and port, and its block timing."""
     if comet_home is None:
         return {"genesis": genesis.to_json(), "cometbft": None}
     config = comet_home / "config"
     p2p_key = base64.b64decode(json.loads((config / "node_key.json").read_text())["priv_key"]["value"])
-    laddr = tomllib.loads((config / "config.toml").read_text())["p2p"]["laddr"]
+    toml = tomllib.loads((config / "config.toml").read_text())
+    # The block timing every node should share (CometBFT reads it from each node's own file).
+    timing = {k: v for k, v in sorted(toml.get("consensus", {}).items()) if k.startswith(_SHARED_TIMING)}
     return {
         "genesis": genesis.to_json(),
         "cometbft": {
             "genesis": json.loads((config / "genesis.json").read_text()),
             "node_id": address(p2p_key[32:]).hex(),  # the file holds seed + public key
-            "p2p_port": int(laddr.rsplit(":", 1)[1]),
+            "p2p_port": int(toml["p2p"]["laddr"].rsplit(":", 1)[1]),
+            "consensus": timing,
         },
     }
 
@@ -226,6 +233,7 @@ def write_joining_home(
         home.name,
         rpc_host=host,
         p2p_host=host,
+        consensus=info["cometbft"].get("consensus", CONSENSUS),
     )
     return key
 
