@@ -578,6 +578,7 @@ class RpcProxy:
         self.truncated_body = TruncatedBody()
         self.calls: Counter[str] = Counter()  # JSON-RPC calls per method
         self.http_requests = 0
+        self.clients: set[str] = set()  # host:port of each TCP connection requests came on
         self.logs: list[LogsQuery] = []  # every eth_getLogs range, in arrival order
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
@@ -623,6 +624,7 @@ class RpcProxy:
         self.calls.clear()
         self.logs.clear()
         self.http_requests = 0
+        self.clients.clear()
 
     @property
     def range_refusals(self) -> int:
@@ -631,6 +633,7 @@ class RpcProxy:
     def stats(self) -> dict[str, Any]:
         return {
             "http_requests": self.http_requests,
+            "connections": len(self.clients),
             "calls": dict(self.calls),
             "logs": [asdict(q) for q in self.logs],
             "faults": {f.name: f.settings() for f in [*self.call_faults, *self.http_faults]},
@@ -747,6 +750,7 @@ class RpcProxy:
         methods = [str(c.get("method", "")) if isinstance(c, dict) else "" for c in calls]
         peer = request.transport.get_extra_info("peername") if request.transport else None
         client = f"{peer[0]}:{peer[1]}" if peer else ""
+        self.clients.add(client)
         queries: list[LogsQuery] = []
         forwarded = False
 

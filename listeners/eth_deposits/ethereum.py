@@ -89,6 +89,9 @@ class EthClient:
                     request_kwargs={"timeout": aiohttp.ClientTimeout(total=self.timeout)},
                     exception_retry_configuration=None,
                 )
+                # web3's own session closes the connection after each request: a kept-alive one
+                # saves a TCP (and TLS) handshake per request. Closed by disconnect().
+                await provider.cache_async_session(aiohttp.ClientSession(raise_for_status=True))
             self._providers[i] = provider
         return provider
 

@@ -188,6 +188,8 @@ async def test_listener_adapts_to_result_and_range_limits(
             assert status.counters.get("rpc_errors", 0) == 0
             # The answered ranges leave no block out.
             assert covered(proxy.logs, bridge["deployment_block"], await anvil.head())
+            # Connections are kept alive (web3's own session opens one per request).
+            assert proxy.http_requests > 40 and len(proxy.clients) <= 3
 
 
 # -- an unreliable provider -- #
