@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TYPE = "durable_credit"
 KEY = node_keys(1)[0]  # the only validator: its vote confirms at once
 GENESIS = genesis([KEY])
-NORMAL = 1  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
+NORMAL, FULL = 1, 2  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 HELD = 20  # blocks the "hold" child commits before the one it leaves uncommitted
 KILL_AFTER = 40  # lines read before the SIGKILL; the child keeps working until it lands
 
@@ -95,15 +95,17 @@ async def stored(store: EventStore) -> tuple[int, set[bytes]]:
     return int.from_bytes(progress, "big"), {e.body for e in await store.of_type(TYPE)}
 
 
-# -- WAL with synchronous=NORMAL -- #
+# -- WAL; the ledger synchronous=FULL, the EventStore NORMAL -- #
 
 
-async def test_node_databases_are_wal_with_synchronous_normal(tmp_path: Path) -> None:
+async def test_node_databases_are_wal_the_ledger_fsyncs_each_block(tmp_path: Path) -> None:
     """WAL: COMMIT appends to the -wal file with write(2) before it returns, so the commit is
-    in the OS's page cache and survives the death of the process. synchronous=NORMAL: no
-    fsync per commit, only at checkpoints, so an OS crash or power loss may drop the last
-    commits (FULL would fsync every block and every stored chunk). journal_mode is stored in
-    the file; synchronous is per connection, so it is read from the node's own writers."""
+    in the OS's page cache and survives the death of the process. The ledger's writer is
+    synchronous=FULL: each block is fsynced before commit returns, so not even an OS crash
+    takes back a block whose processed events the EventStore then forgot. The EventStore is
+    NORMAL (fsync only at checkpoints): what it may lose to an OS crash is scanned or voted
+    again. journal_mode is stored in the file; synchronous is per connection, so it is read
+    from the node's own writers."""
     register_credit(TYPE)
     home = make_home(tmp_path / "node", None)
     node = Node.from_home(home)
@@ -115,7 +117,7 @@ async def test_node_databases_are_wal_with_synchronous_normal(tmp_path: Path) ->
                 await asyncio.sleep(0.02)
         ledger_writer = node.ledger.state.db  # the connection blocks are written on
         assert ledger_writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert ledger_writer.execute("PRAGMA synchronous").fetchone() == (NORMAL,)
+        assert ledger_writer.execute("PRAGMA synchronous").fetchone() == (FULL,)
         store_writer = node.store._db  # the EventStore's only connection
         assert tuple(await (await store_writer.execute("PRAGMA journal_mode")).fetchone() or ()) == ("wal",)
         assert tuple(await (await store_writer.execute("PRAGMA synchronous")).fetchone() or ()) == (NORMAL,)
