@@ -48,6 +48,17 @@ async def test_broadcast_of_unregistered_type_raises(store: EventStore) -> None:
     assert await store.select(PENDING, 10) == []
 
 
+async def _usable_again(store: EventStore, key: bytes) -> None:
+    """The store is usable after a transaction that went wrong, and a successful one commits
+    all of its writes."""
+    a = store.scoped("a")
+    async with a.transaction() as tx:
+        await tx.broadcast(TYPE, b"event")
+        await tx.set(key, b"value")
+    assert [e.body for e in await store.select(PENDING, 10)] == [b"event"]
+    assert await a.get(key) == b"value"
+
+
 async def test_failed_transaction_leaves_nothing_behind(store: EventStore) -> None:
     a = store.scoped("a")
     await a.set(b"kept", b"before")
@@ -62,12 +73,7 @@ async def test_failed_transaction_leaves_nothing_behind(store: EventStore) -> No
     assert await store.select(PENDING, 10) == []
     assert await a.get(b"kept") == b"before"
     assert await a.get(b"new") is None
-    # The store is usable again afterwards, and a successful transaction commits all of it.
-    async with a.transaction() as tx:
-        await tx.broadcast(TYPE, b"event")
-        await tx.set(b"new", b"value")
-    assert [e.body for e in await store.select(PENDING, 10)] == [b"event"]
-    assert await a.get(b"new") == b"value"
+    await _usable_again(store, b"new")
 
 
 async def test_cancelled_transaction_leaves_nothing_behind(store: EventStore) -> None:
@@ -239,11 +245,7 @@ async def test_transaction_cancelled_before_it_began_leaves_the_store_usable(sto
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    async with a.transaction() as tx:
-        await tx.broadcast(TYPE, b"event")
-        await tx.set(b"k", b"v")
-    assert [e.body for e in await store.select(PENDING, 10)] == [b"event"]
-    assert await a.get(b"k") == b"v"
+    await _usable_again(store, b"k")
 
 
 async def test_a_transaction_reads_its_own_writes(store: EventStore) -> None:
