@@ -1,12 +1,17 @@
 """Node configuration: ``config.toml`` in the node's home, every key overridable from the
 environment as ``BRIDGE_<SECTION>__<KEY>`` (e.g. ``BRIDGE_API__PORT=8081``).
 
-``[app.extensions.NAME]`` tables are handed to listener ``NAME`` unchanged.
+``[app.extensions.NAME]`` tables are handed to listener ``NAME`` unchanged. A name that maps
+to nothing (a ``BRIDGE_*`` variable, a table of no listener) is an error, not ignored, and
+every number must be finite: a typo must not start a node that silently does nothing.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,19 +20,27 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bridge.errors import ConfigError
 from bridge.txs import MAX_VOTES_PER_TX
+from listeners import registered_listeners
 
 CONFIG_FILE, GENESIS_FILE, KEY_FILE, DATA_DIR = "config.toml", "genesis.json", "node_key.json", "data"
+ENV_PREFIX = "BRIDGE_"
+# Cap of durations: asyncio and aiohttp timers overflow or never fire on huge values, which
+# would stall a node that still reports itself ready.
+DAY = 86_400
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # TOML and float() accept inf and nan: no setting means them.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NodeConfig(Section):
     engine: Literal["solo", "cometbft"] = Field(
         "solo", description='"solo": one validator in this process; "cometbft": a real network'
     )
-    block_interval: float = Field(0.2, gt=0, description="seconds between solo blocks")
+    block_interval: float = Field(
+        0.2, gt=0, le=3600, description="seconds between solo blocks; at most an hour (slower looks stopped)"
+    )
     max_block_bytes: int = Field(4 << 20, ge=1024, description="byte cap of a block's transactions")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="logging level")
 
@@ -45,26 +58,30 @@ class ApiConfig(Section):
 
 class BroadcasterConfig(Section):
     max_votes_per_tx: int = Field(500, ge=1, le=MAX_VOTES_PER_TX, description="events per vote tx")
-    resend_timeout: float = Field(5.0, gt=0, description="seconds before an unconfirmed vote is sent again")
+    resend_timeout: float = Field(
+        5.0, gt=0, le=DAY, description="seconds before an unconfirmed vote is sent again; at most a day"
+    )
 
 
 class ListenersConfig(Section):
     restart_policy: Literal["never", "always"] = Field(
         "never", description='"never": a failing listener stops the node; "always": restart it'
     )
-    restart_max_delay: float = Field(60.0, gt=0, description="cap of the restart backoff, seconds")
+    restart_max_delay: float = Field(
+        60.0, gt=0, le=DAY, description="cap of the restart backoff, seconds; at most a day"
+    )
 
 
 class AppConfig(Section):
     extensions: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="one `[app.extensions.NAME]` table per listener, handed to it unchanged; "
-        "a listener without its table does not run on this node",
+        "a listener without its table does not run on this node, a table of no listener is an error",
     )
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BRIDGE_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     node: NodeConfig = Field(default_factory=NodeConfig)  # type: ignore[arg-type]
     api: ApiConfig = Field(default_factory=ApiConfig)  # type: ignore[arg-type]
@@ -86,8 +103,50 @@ class Settings(BaseSettings):
         return env_settings, init_settings
 
 
+def _is_setting(parts: list[str]) -> bool:
+    """Whether ``BRIDGE_A__B__C`` (as ``[a, b, c]``) names a section, a key, or a key inside
+    a table (``app.extensions.NAME.key``): what pydantic-settings would read."""
+    model: type[BaseModel] = Settings
+    for i, part in enumerate(parts):
+        if (field := model.model_fields.get(part)) is None:
+            return False
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            model = kind
+            continue
+        rest = parts[i + 1 :]
+        return not rest or (typing.get_origin(kind) is dict and all(rest))
+    return True
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """The ``BRIDGE_*`` variables that set nothing; pydantic-settings would ignore them."""
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX)  # pydantic-settings ignores the case, so do we
+        and not _is_setting(name[len(ENV_PREFIX) :].lower().split("__"))
+    )
+
+
+def check_extensions(settings: Settings) -> None:
+    """Raise ``ConfigError`` for an ``[app.extensions.NAME]`` table (from the file or the
+    environment) of no registered listener: call it after ``load_extensions()``."""
+    known = registered_listeners()
+    if unknown := sorted(set(settings.app.extensions) - set(known)):
+        raise ConfigError(
+            "; ".join(f"app.extensions.{name}: no listener is named {name!r}" for name in unknown)
+            + f" (the listeners: {', '.join(known) or 'none'})"
+        )
+
+
 def load_config(home: Path) -> Settings:
     path = home / CONFIG_FILE
+    if unknown := unknown_variables(os.environ):
+        raise ConfigError(
+            "; ".join(f"{name}: not a setting" for name in unknown)
+            + f" (use {ENV_PREFIX}<SECTION>__<KEY> with a key of {path})"
+        )
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -135,5 +194,6 @@ resend_timeout = 5.0
 restart_policy = "never"
 
 # Each listener reads its own [app.extensions.NAME] table; a listener without one does not
-# run on this node. The tables: docs/configuration.md (`bridge config docs`).
+# run on this node, and a table of no listener stops it. The tables: docs/configuration.md
+# (`bridge config docs`).
 """

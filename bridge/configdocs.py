@@ -91,14 +91,17 @@ INTRO = """\
 A node reads `config.toml` in its home (`bridge init --home DIR` writes a commented one).
 Every key of the sections below can be overridden from the environment as
 `BRIDGE_<SECTION>__<KEY>`, for example `BRIDGE_API__PORT=8081` or `BRIDGE_NODE__LOG_LEVEL=debug`;
-the environment wins over the file. Unknown keys are errors, named with their section.
+the environment wins over the file. Unknown keys are errors, named with their section, and
+so is a `BRIDGE_*` variable that names no key. Numbers must be finite (`inf` and `nan` are
+errors), and durations have an upper bound (see each key).
 """
 
 EXTENSIONS = """\
 ## Listener tables: `[app.extensions.NAME]`
 
 Each listener reads its own table, handed to it unchanged; a listener without its table does
-not run on that node. The tables of the listeners in this tree (each registers its model with
+not run on that node, and a table whose NAME is no registered listener stops the node at
+start. The tables of the listeners in this tree (each registers its model with
 `register_listener(name, config=Model)`):
 """
 

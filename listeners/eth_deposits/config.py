@@ -16,12 +16,15 @@ from pydantic import (
     model_validator,
 )
 
+DAY = 86_400
+
 
 class EthDepositsConfig(BaseModel):
     """Ethereum deposits into a BridgeEscrow (`listeners/eth_deposits`). Every mistake here
     stops the node at start with a message naming the key."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No setting means inf or nan, which TOML and float() accept.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # JSON-RPC endpoints, http(s) or ws(s). Several mean failover, in order.
     rpc_url: tuple[str, ...] = Field(
@@ -65,11 +68,17 @@ class EthDepositsConfig(BaseModel):
         ge=1,
         description="the most blocks one eth_getLogs request asks for (>= block_sync_chunk_size)",
     )
-    # Seconds between polls once caught up.
-    poll_interval: float = Field(2.0, gt=0, description="seconds between polls once caught up")
+    # Seconds between polls once caught up. Capped at a day: asyncio and aiohttp timers
+    # overflow or never fire on huge values, and the listener would stall while "ready".
+    poll_interval: float = Field(
+        2.0, gt=0, le=DAY, description="seconds between polls once caught up; at most a day"
+    )
     # Seconds before one JSON-RPC request is abandoned (and retried).
     request_timeout: float = Field(
-        30.0, gt=0, description="seconds before one JSON-RPC request is abandoned (and retried)"
+        30.0,
+        gt=0,
+        le=DAY,
+        description="seconds before one JSON-RPC request is abandoned (and retried); at most a day",
     )
 
     @field_validator("rpc_url", mode="before")

@@ -32,11 +32,13 @@ class HttpOracleConfig(BaseModel):
     """The example oracle (`listeners/http_oracle`): see
     [building-a-bridge.md](building-a-bridge.md)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # No inf or nan, and at most a day: aiohttp's timeout overflows on inf, and a huge
+    # interval would stall the listener while the node reports itself ready.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     url: str = Field(description='an http(s) URL answering `{"round": 7, "value": "42"}`')
-    poll_interval: float = Field(1.0, gt=0, description="seconds between polls")
-    request_timeout: float = Field(5.0, gt=0, description="seconds per request")
+    poll_interval: float = Field(1.0, gt=0, le=86_400, description="seconds between polls; at most a day")
+    request_timeout: float = Field(5.0, gt=0, le=86_400, description="seconds per request; at most a day")
 
     @field_validator("url")
     @classmethod
