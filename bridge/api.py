@@ -3,6 +3,7 @@ for bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,14 @@ log = logging.getLogger("bridge.api")
 NODE: web.AppKey[Node] = web.AppKey("node")
 STATUSES = ("pending", "confirmed", "failed")
 MAX_JSON_BRACKETS = 32
+# Deadlines against slow and idle clients, each of which would otherwise hold a connection
+# (and its memory) open for as long as it likes. See create_runner.
+# Idle keep-alive connection, and also receiving a request's headers. Above the 15 s after
+# which aiohttp's client drops idle connections itself, so it rarely reuses one we are closing.
+IDLE_TIMEOUT = 20.0
+BODY_TIMEOUT = 30.0  # receiving a request's body (up to 2 MB: 70 kB/s at least)
+LINGER_TIME = 2.0  # draining a body left unread after the answer, before closing
+BODY_DEADLINE: web.AppKey[float] = web.AppKey("body_deadline", float)
 routes = web.RouteTableDef()
 
 
@@ -220,7 +229,13 @@ async def submit(request: web.Request) -> web.Response:
         raise web.HTTPRequestEntityTooLarge(
             max_size=2 * MAX_TX_BYTES + 64, actual_size=request.content_length
         )
-    data = await request.read()
+    try:
+        async with asyncio.timeout(request.app[BODY_DEADLINE]):
+            data = await request.read()
+    except TimeoutError:
+        response = _error(408, "the request body did not arrive in time")
+        response.force_close()  # no keep-alive for a client this slow
+        return response
     # A transaction body holds one "{": many more brackets is no transaction. Checked before
     # the recursive json.loads: py_ecc (imported by eth_account) raises the recursion limit to
     # 100,000, so a deeply nested body would overflow the C stack (a segfault of the node)
@@ -229,7 +244,9 @@ async def submit(request: web.Request) -> web.Response:
         raise _bad('body must be JSON: {"tx": "0x<hex>"} (too many nested brackets)')
     try:
         body: Any = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    # ValueError beyond JSONDecodeError: a number of more than 4300 digits exceeds Python's
+    # int-string conversion limit.
+    except (ValueError, RecursionError):
         raise _bad('body must be JSON: {"tx": "0x<hex>"}') from None
     if not isinstance(body, dict) or not isinstance(body.get("tx"), str):
         raise _bad("field 'tx' is required: the hex-encoded signed transaction")
@@ -247,8 +264,27 @@ async def submit(request: web.Request) -> web.Response:
     return web.json_response({"hash": tx_hash, "code": 0})
 
 
-def create_app(node: Node) -> web.Application:
+def create_app(node: Node, body_timeout: float = BODY_TIMEOUT) -> web.Application:
     app = web.Application(middlewares=[errors], client_max_size=2 * MAX_TX_BYTES + 1024)
     app[NODE] = node
+    app[BODY_DEADLINE] = body_timeout
     app.add_routes(routes)
     return app
+
+
+def create_runner(
+    node: Node,
+    idle_timeout: float = IDLE_TIMEOUT,
+    body_timeout: float = BODY_TIMEOUT,
+    linger_time: float = LINGER_TIME,
+) -> web.AppRunner:
+    """The API's runner, with the deadlines above. aiohttp starts its keep-alive timer when a
+    connection opens and after each answer, and closes the connection if no complete request
+    head has arrived by then; bytes received do not reset it. So ``idle_timeout`` is also the
+    deadline for a request's headers (tests/test_http_hardening.py holds aiohttp to that)."""
+    return web.AppRunner(
+        create_app(node, body_timeout),
+        access_log=None,
+        keepalive_timeout=idle_timeout,
+        lingering_time=linger_time,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -70,14 +71,11 @@ def account_id(signer: bytes) -> str:
 
 
 def parse_account(text: str) -> str:
-    """Normalise a user-supplied account (20-byte address or 32-byte key); ``ValueError``."""
-    t = text.strip().lower()
-    if t.startswith("0x"):
-        t = t[2:]
-    if len(t) not in (40, 64):
-        raise ValueError(f"account {text!r} must be 20 or 32 bytes of hex")
-    try:
-        bytes.fromhex(t)
-    except ValueError:
-        raise ValueError(f"account {text!r} is not hex") from None
-    return "0x" + t
+    """Normalise a user-supplied account (20-byte address or 32-byte key); ``ValueError``.
+
+    Strict: exactly ``0x`` and 40 or 64 hex digits, no stripping (a path may carry encoded
+    newlines), and the error shows no control characters."""
+    if not re.fullmatch("0x(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})", text):
+        shown = repr(text[:80]) if text.isprintable() else "(with control characters)"
+        raise ValueError(f"account {shown} must be 20 or 32 bytes of hex")
+    return text.lower()

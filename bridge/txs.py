@@ -24,6 +24,7 @@ TX_TYPES = ("vote", "join", "approve", "leave", "remove", "transfer")
 MAX_TX_BYTES = 1 << 20
 MAX_VOTES_PER_TX = 2000
 ED25519_PREFIX = b"bridge-tx-v1\x00"
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 EIP712_DOMAIN = {"name": "bridge", "version": "1"}
 EIP712_TYPES = {
     "Transaction": [
@@ -106,7 +107,12 @@ class Tx:
     def verify(self) -> bool:
         if len(self.signer) == 32:
             return verify_ed25519(self.signer, self.signature, ED25519_PREFIX + self.unsigned())
-        if len(self.signature) != 65:
+        # One encoding per signature, as Ethereum requires of transactions: s in the lower half
+        # and v 27 or 28. eth_account also recovers from (n - s, flipped v) and from v = 0, 35,
+        # 37, ...: each would give the same transfer another tx hash.
+        if len(self.signature) != 65 or self.signature[64] not in (27, 28):
+            return False
+        if not 0 < int.from_bytes(self.signature[32:64], "big") <= SECP256K1_N // 2:
             return False
         try:
             recovered = Account.recover_message(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
@@ -381,3 +382,96 @@ async def test_each_attack_is_rejected_and_changes_nothing(api: Api) -> None:
     _, status_body = await api.call("GET", "/v1/status")
     assert status_body["mempool"] == 0
     assert (await api.call("GET", "/ready"))[0] == 200
+
+
+# -- numbers too long for int(), control characters in a path, high-s signatures -- #
+
+HUGE = b"1" * 5000  # past Python's int-string conversion limit (4300 digits): ValueError
+
+
+@ON_THE_NODE
+@pytest.mark.parametrize(
+    "body",
+    [b'{"tx": "0x00", "x": ' + HUGE + b"}", HUGE, b"-" + HUGE, b'{"tx": [' + HUGE + b"]}"],
+    ids=["field", "bare", "negative", "nested"],
+)
+async def test_huge_json_numbers_are_a_4xx_without_a_traceback(
+    api: Api, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        status, answer = await api.call("POST", "/v1/tx", data=body)
+    assert status == 400 and "JSON" in answer["error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@ON_THE_NODE
+@pytest.mark.parametrize("path", ["/v1/resolutions", "/v1/kv/credit_account"])
+async def test_huge_integer_query_params_are_a_4xx(
+    api: Api, path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        for value in (HUGE.decode(), "-" + HUGE.decode()):
+            status, answer = await api.call("GET", path, params={"limit": value})
+            assert status == 400 and "limit" in answer["error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+ADDRESS = "ab" * 20
+CONTROL = {chr(c) for c in range(32)} | {"\x7f"}
+
+
+@ON_THE_NODE
+@pytest.mark.parametrize(
+    "segment",
+    [
+        f"%0A0x{ADDRESS}%0A",  # newlines around a good address
+        f"0x{ADDRESS}%0D%0A",
+        f"%090x{ADDRESS}",
+        f"%200x{ADDRESS}",
+        ADDRESS,  # no 0x
+        "0X" + ADDRESS,
+        "0x" + "ab" * 9 + "%20%20" + "ab" * 10,  # bytes.fromhex skips inner whitespace
+        "0x" + ADDRESS[:-1] + "%00",
+        "0x" + "ab" * 21,
+    ],
+)
+async def test_account_addresses_are_strict_and_not_echoed(api: Api, segment: str) -> None:
+    status, answer = await api.call("GET", "/v1/accounts/" + segment)
+    assert status == 400, answer
+    assert not CONTROL & set(answer["error"]), answer
+
+
+@ON_THE_NODE
+async def test_account_address_forms_that_are_accepted(api: Api) -> None:
+    for segment, expected in (
+        ("0x" + ADDRESS, "0x" + ADDRESS),
+        ("0x" + ADDRESS.upper(), "0x" + ADDRESS),  # hex is case-insensitive
+        ("0x" + "cd" * 32, "0x" + "cd" * 32),  # a 32-byte validator key
+    ):
+        status, answer = await api.call("GET", "/v1/accounts/" + segment)
+        assert (status, answer["address"]) == (200, expected)
+
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+@ON_THE_NODE
+async def test_high_s_signature_is_rejected_and_the_low_s_one_accepted(api: Api) -> None:
+    """The other form (n - s, v flipped) of a valid signature is refused: one transfer, one hash.
+    Runs after the attack test above, which expects the user's account untouched."""
+    chain_id = api.node.ledger.chain_id
+    user, other = bytes.fromhex(USER.address[2:]), bytes.fromhex(OTHER.address[2:])
+    balance, nonce = await api.account(user)
+    tx = transfer(chain_id, nonce, 7)
+    r, s, v = tx.signature[:32], int.from_bytes(tx.signature[32:64], "big"), tx.signature[64]
+    flipped = replace(tx, signature=r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v]))
+    assert flipped.hash() != tx.hash()
+    await rejected(api, flipped, TxCode.BAD_SIGNATURE, watched=[user, other])
+    other_before = await api.account(other)
+    assert (await api.submit(tx)) == (200, {"hash": tx.hash().hex(), "code": 0})
+
+    async def moved() -> bool:
+        return await api.account(user) == (balance - 7, nonce + 1)
+
+    await api.wait("the low-s transfer", moved)
+    assert await api.account(other) == (other_before[0] + 7, other_before[1])

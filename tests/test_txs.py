@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -250,6 +251,37 @@ def test_eip712_signature_from_other_account_fails() -> None:
     signer = bytes.fromhex(Account.create().address[2:])
     tx = Tx("bridge-test", "transfer", signer, 0, b"").sign_eth(Account.create().key)
     assert not tx.verify()
+
+
+SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def high_s(tx: Tx) -> Tx:
+    """The same ECDSA signature in its other valid form: s -> n - s, with v flipped."""
+    r, s, v = tx.signature[:32], int.from_bytes(tx.signature[32:64], "big"), tx.signature[64]
+    return replace(tx, signature=r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([55 - v]))
+
+
+def test_eip712_high_s_and_other_v_encodings_are_rejected() -> None:
+    """One signature, one encoding: otherwise a transfer could appear under several tx hashes."""
+    account = Account.from_key(b"\x07" * 32)
+    signer = bytes.fromhex(account.address[2:])
+    seen_v = set()
+    for nonce in range(8):
+        tx = Tx("c", "transfer", signer, nonce, Transfer(b"\x01" * 20, 5).encode()).sign_eth(account.key)
+        assert tx.verify() and tx.signature[64] in (27, 28)
+        seen_v.add(tx.signature[64])
+        assert int.from_bytes(tx.signature[32:64], "big") <= SECP256K1_N // 2
+        flipped = high_s(tx)
+        # eth_account itself recovers the signer from the flipped form: it is a valid signature.
+        message = encode_typed_data(full_message=tx.typed_data())
+        assert Account.recover_message(message, signature=flipped.signature) == account.address
+        assert not flipped.verify()
+        # v as 0/1 or with an EIP-155 chain id folded in: the same key recovers, also refused.
+        for v in (0, 1, 35, 36, 37, 38, 255):
+            other_v = replace(tx, signature=tx.signature[:64] + bytes([v]))
+            assert not other_v.verify(), v
+    assert seen_v == {27, 28}  # both parities of v were flipped
 
 
 # -- properties -- #
