@@ -18,7 +18,7 @@ from aiohttp import web
 
 from bridge import api
 from bridge.broadcaster import Broadcaster
-from bridge.config import DATA_DIR, GENESIS_FILE, KEY_FILE, Settings, load_config
+from bridge.config import DATA_DIR, GENESIS_FILE, KEY_FILE, Settings, check_extensions, load_config
 from bridge.engines.cometbft import CometEngine
 from bridge.engines.solo import SoloEngine
 from bridge.errors import ConfigError
@@ -146,6 +146,7 @@ class Node:
     async def run(self) -> int:
         """Run until :meth:`stop` or a fatal listener error; returns the exit code."""
         load_extensions()
+        check_extensions(self.settings)
         data = self.home / DATA_DIR
         s = self.settings
         self.ledger = await Ledger.open(data / "ledger.sqlite")
@@ -186,7 +187,7 @@ class Node:
             self.engine.on_commit.append(self._after_commit)
             self.engine.injector = self.broadcaster.proposal_votes
 
-            runner = web.AppRunner(api.create_app(self), access_log=None)
+            runner = api.create_runner(self)
             await runner.setup()
             site = web.TCPSite(runner, s.api.host, s.api.port)
             try:
