@@ -21,6 +21,7 @@ from bridge.encoding import event_id
 from bridge.errors import BridgeError
 from bridge.keys import NodeKey
 from bridge.ledger import Genesis, governance
+from bridge.ledger.types import DEFAULT_JOIN_BOND
 from bridge.txs import Tx, encode_join
 
 DEFAULT_NODE = "http://127.0.0.1:8080"
@@ -38,7 +39,7 @@ def init_home(home: Path, chain_id: str, api_port: int) -> NodeKey:
     (home / DATA_DIR).mkdir(exist_ok=True)
     key = NodeKey.generate()
     key.save(home / KEY_FILE)
-    Genesis(chain_id, ((key.public, 10),)).save(home / GENESIS_FILE)
+    Genesis(chain_id, ((key.public, 10),), join_bond=DEFAULT_JOIN_BOND).save(home / GENESIS_FILE)
     (home / CONFIG_FILE).write_text(CONFIG_TEMPLATE.format(port=api_port))
     return key
 

@@ -30,8 +30,9 @@ import aiohttp
 from bridge.config import CONFIG_FILE, DATA_DIR, GENESIS_FILE, KEY_FILE
 from bridge.engines.cometbft import address
 from bridge.errors import BridgeError
-from bridge.keys import NodeKey
+from bridge.keys import NodeKey, account_id
 from bridge.ledger import Genesis
+from bridge.ledger.types import DEFAULT_JOIN_BOND
 
 POWER = 10
 # Fast consensus for one machine; create_empty_blocks keeps blocks (and expiry) moving.
@@ -249,9 +250,11 @@ def write_devnet(
     node_extensions: dict[int, dict[str, dict[str, Any]]] | None = None,
     expiration_periods: dict[str, int] | None = None,
     docker: bool = False,
+    join_bond: int = DEFAULT_JOIN_BOND,
 ) -> list[Path]:
     """Write ``validators`` validator homes and ``observers`` non-validator homes (which can
-    ask to join later) into ``directory``; returns the homes, validators first.
+    ask to join later: each observer's account holds one ``join_bond`` at genesis) into
+    ``directory``; returns the homes, validators first.
     ``node_extensions`` replaces extension tables of single nodes (by index).
 
     ``docker`` writes the same homes for a compose network: node ``i`` is the service
@@ -269,6 +272,8 @@ def write_devnet(
         tuple(sorted(members)),
         time_ns=int(time.timestamp()) * 10**9,
         expiration_periods=tuple(sorted((expiration_periods or {}).items())),
+        accounts=tuple(sorted((account_id(k.public), join_bond) for k in keys[validators:] if join_bond)),
+        join_bond=join_bond,
     )
     comet = comet_genesis(chain_id, members, time)
     homes = []

@@ -39,6 +39,7 @@ class TxCode(IntEnum):
     MEMPOOL_FULL = 10
     BLOCK_FULL = 11  # the block's vote budget is spent: send it again
     TOO_MANY_PENDING = 12  # the signer created too many resolutions still pending
+    DUPLICATE = 13  # the same transaction is already in the mempool
     INTERNAL = 100
 
 

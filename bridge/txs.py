@@ -158,8 +158,8 @@ def decode_payload(tx: Tx) -> Any:
             out = Vote(r.pairs(n, 64, MAX_BODY_BYTES))
         elif tx.type == "join":
             out = r.u64()
-            if out == 0:
-                raise DecodeError("join power must be positive")
+            if not 0 < out < 2**63:  # CometBFT's powers are int64
+                raise DecodeError("join power must be positive and below 2**63")
         elif tx.type in ("approve", "remove"):
             out = r.fixed(32)
         elif tx.type == "leave":

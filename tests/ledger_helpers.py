@@ -119,8 +119,8 @@ class Chain:
     def vote(self, key: NodeKey, *events: tuple[str, bytes], nonce: int | None = None) -> bytes:
         return self.tx(key, "vote", Vote(tuple(events)).encode(), nonce)
 
-    def transfer(self, account: LocalAccount, to: bytes, amount: int) -> bytes:
-        return self.user_tx(account, "transfer", Transfer(to, amount).encode())
+    def transfer(self, account: LocalAccount, to: bytes, amount: int, nonce: int | None = None) -> bytes:
+        return self.user_tx(account, "transfer", Transfer(to, amount).encode(), nonce)
 
     def join(self, key: NodeKey, power: int, nonce: int | None = None) -> bytes:
         return self.tx(key, "join", encode_join(power), nonce)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bridge.cli import main as cli
+from bridge.config import KEY_FILE
 from bridge.encoding import event_id
 from bridge.keys import NodeKey
 from bridge.ledger import governance
@@ -30,6 +31,10 @@ async def test_listeners_follow_validator_membership(tmp_path: Path) -> None:
     other = NodeKey.generate()
     genesis = json.loads((home / "genesis.json").read_text())
     genesis["validators"].append({"pubkey": other.public.hex(), "power": 1})
+    # A join request locks the genesis' bond: the node's account holds one to join again.
+    genesis["accounts"] = [
+        {"id": "0x" + NodeKey.load(home / KEY_FILE).public.hex(), "balance": genesis["join_bond"]}
+    ]
     (home / "genesis.json").write_text(json.dumps(genesis))
     (home / "config.toml").write_text(
         (home / "config.toml").read_text().replace("block_interval = 0.2", "block_interval = 0.05")

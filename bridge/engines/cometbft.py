@@ -27,6 +27,7 @@ from bridge.engines.abci import AbciServer
 from bridge.engines.abci.types import (
     CheckTxRequest,
     CheckTxResponse,
+    CheckTxType,
     CommitRequest,
     CommitResponse,
     ExecTxResult,
@@ -47,6 +48,7 @@ from bridge.engines.abci.types import (
 )
 from bridge.errors import TxCode
 from bridge.ledger import Block, BlockResult, Genesis, Ledger, TxResult
+from bridge.txs import Tx
 
 log = logging.getLogger("bridge.engines.cometbft")
 
@@ -58,6 +60,10 @@ def address(pubkey: bytes) -> bytes:
     return hashlib.sha256(pubkey).digest()[:20]
 
 
+# Blocks a mempool transaction may wait behind a nonce gap before it is dropped.
+MEMPOOL_MAX_WAIT = 100
+
+
 class LedgerApplication:
     """The ledger behind CometBFT's ABCI connections (one app-wide lock is the server's)."""
 
@@ -66,6 +72,8 @@ class LedgerApplication:
         # The proposer's own votes, straight into its proposal: (max bytes) -> signed txs.
         self.injector: Callable[[int], Awaitable[list[bytes]]] | None = None
         self._result: BlockResult | None = None
+        # When each mempool transaction waiting behind a nonce gap was first rechecked.
+        self._waiting: dict[bytes, int] = {}
 
     async def info(self, req: InfoRequest) -> InfoResponse:
         height, app_hash = await self.ledger.info()
@@ -90,7 +98,26 @@ class LedgerApplication:
 
     async def check_tx(self, req: CheckTxRequest) -> CheckTxResponse:
         result = await self.ledger.check_tx(req.tx)
+        if result.ok and req.type == CheckTxType.RECHECK:
+            result = await self._recheck(req.tx)
         return CheckTxResponse(code=int(result.code), log=result.log)
+
+    async def _recheck(self, raw: bytes) -> TxResult:
+        """CometBFT rechecks its mempool after every block; a transaction still waiting behind
+        a nonce gap MEMPOOL_MAX_WAIT blocks later goes (CometBFT 0.38 has no mempool TTL), so
+        gaps nobody fills cannot fill the mempool."""
+        tx, height = Tx.decode(raw), self.ledger.height
+        key = hashlib.sha256(raw).digest()
+        if len(self._waiting) > 10_000:  # forget what left the mempool without a recheck (committed)
+            self._waiting = {k: h for k, h in self._waiting.items() if height - h <= 2 * MEMPOOL_MAX_WAIT}
+        if tx.nonce == await self.ledger.nonce(tx.signer):
+            self._waiting.pop(key, None)
+            return TxResult()
+        since = self._waiting.setdefault(key, height)
+        if height - since < MEMPOOL_MAX_WAIT:
+            return TxResult()
+        del self._waiting[key]
+        return TxResult(TxCode.BAD_NONCE, f"waited {MEMPOOL_MAX_WAIT} blocks for nonce gap to be filled")
 
     async def prepare_proposal(self, req: PrepareProposalRequest) -> PrepareProposalResponse:
         injected = await self.injector(req.max_tx_bytes) if self.injector else []
@@ -172,7 +199,17 @@ class CometEngine:
     async def submit(self, raw: bytes) -> TxResult:
         try:
             result = await self._rpc("broadcast_tx_sync", {"tx": base64.b64encode(raw).decode()})
-        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+        except RuntimeError as exc:
+            if "already exists in cache" in str(exc):
+                # CometBFT remembers the transactions it saw: a replay of a committed one is
+                # refused before CheckTx. Our own check says why (a used nonce), else it waits
+                # in the mempool.
+                checked = await self.ledger.check_tx(raw)
+                return checked if not checked.ok else TxResult(TxCode.DUPLICATE, "already in the mempool")
+            if "mempool is full" in str(exc):
+                return TxResult(TxCode.MEMPOOL_FULL, "mempool is full; try again later")
+            return TxResult(TxCode.INTERNAL, f"CometBFT did not take the transaction: {exc}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return TxResult(TxCode.INTERNAL, f"CometBFT did not take the transaction: {exc}")
         return TxResult(
             TxCode(result["code"]) if result["code"] in TxCode._value2member_map_ else TxCode.INTERNAL,

@@ -22,11 +22,18 @@ OnCommit = Callable[[BlockResult], Awaitable[None]]
 
 
 class Mempool:
-    """Checked transactions by signer and nonce; one transaction per (signer, nonce)."""
+    """Checked transactions by signer and nonce; one transaction per (signer, nonce).
 
-    def __init__(self, max_txs: int = 10_000) -> None:
-        self._txs: dict[bytes, dict[int, bytes]] = {}
-        self.max_txs = max_txs
+    What can never execute does not stay: a nonce already used goes at the next block, and a
+    signer whose next nonce has not come for ``max_wait`` blocks loses its waiting
+    transactions (the ledger admits at most MAX_NONCE_AHEAD of them per signer).
+    """
+
+    def __init__(self, max_txs: int = 10_000, max_wait: int = 100) -> None:
+        # signer -> nonce -> (tx, the block count when it was added)
+        self._txs: dict[bytes, dict[int, tuple[bytes, int]]] = {}
+        self.max_txs, self.max_wait = max_txs, max_wait
+        self._blocks = 0
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._txs.values())
@@ -34,19 +41,24 @@ class Mempool:
     def add(self, tx: Tx, raw: bytes) -> bool:
         if len(self) >= self.max_txs:
             return False
-        self._txs.setdefault(tx.signer, {})[tx.nonce] = raw
+        self._txs.setdefault(tx.signer, {})[tx.nonce] = (raw, self._blocks)
         return True
 
     async def reap(self, next_nonce: Callable[[bytes], Awaitable[int]]) -> list[bytes]:
         """Transactions with consecutive nonces from each signer's next one, by signer arrival."""
+        self._blocks += 1
         out: list[bytes] = []
         for signer in list(self._txs):
             queue = self._txs[signer]
             nonce = await next_nonce(signer)
             for stale in [n for n in queue if n < nonce]:
                 del queue[stale]
+            if nonce not in queue and all(
+                self._blocks - added > self.max_wait for _, added in queue.values()
+            ):
+                queue.clear()  # waiting for a nonce that has not come: evicted
             while nonce in queue:
-                out.append(queue[nonce])
+                out.append(queue[nonce][0])
                 nonce += 1
             if not queue:
                 del self._txs[signer]

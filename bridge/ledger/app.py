@@ -38,6 +38,9 @@ MAX_VOTES_PER_BLOCK = 10_000
 # this many of its own still pending, its votes that would create more are refused (its
 # votes for resolutions others created still count), so a flood cannot fill the tables.
 MAX_PENDING_PER_VALIDATOR = 10_000
+# A signer's transactions are accepted up to this many nonces past its next one: a gap that
+# is never filled holds at most this many of its transactions in a mempool.
+MAX_NONCE_AHEAD = 64
 
 
 def required_power(total: int, threshold: Fraction) -> int:
@@ -49,14 +52,14 @@ def passes(approved: int, total: int, threshold: Fraction) -> bool:
     return total > 0 and approved >= required_power(total, threshold)
 
 
-def _peek(raw: bytes) -> tuple[bytes, int] | None:
-    """(signer, votes carried) of a transaction, or None if it does not decode."""
+def _peek(raw: bytes) -> tuple[bytes, int, int] | None:
+    """(signer, nonce, votes carried) of a transaction, or None if it does not decode."""
     try:
         tx = Tx.decode(raw)
         payload = decode_payload(tx)
     except TxError:
         return None
-    return tx.signer, len(payload.events) if isinstance(payload, Vote) else 0
+    return tx.signer, tx.nonce, len(payload.events) if isinstance(payload, Vote) else 0
 
 
 class LedgerApp:
@@ -125,6 +128,7 @@ class Ledger:
         self.height = 0
         self.app_hash = b""
         self.vote_fee = 0
+        self.join_bond = 0
         self.validators: dict[bytes, int] = {}  # committed set
         self.time_ns = 0  # time of the last committed block
         self.expiration_periods: dict[str, int] = {}  # the genesis' overrides
@@ -150,6 +154,7 @@ class Ledger:
         self.height = int.from_bytes((await s.get_meta("height")) or b"", "big")
         self.app_hash = (await s.get_meta("app_hash")) or b""
         self.vote_fee = int.from_bytes((await s.get_meta("vote_fee")) or b"", "big")
+        self.join_bond = int.from_bytes((await s.get_meta("join_bond")) or b"", "big")
         self.time_ns = int.from_bytes((await s.get_meta("time_ns")) or b"", "big")
         self.expiration_periods = json.loads((await s.get_meta("expiration_periods")) or b"{}")
         self.validators = await s.validators()
@@ -174,10 +179,14 @@ class Ledger:
         params = Writer().text(genesis.chain_id).uint(genesis.vote_fee).u32(len(genesis.expiration_periods))
         for event_type, blocks in genesis.expiration_periods:
             params.text(event_type).u64(blocks)
+        if genesis.join_bond:  # last and only when set: the genesis hashes of free joins stay
+            params.uint(genesis.join_bond)
         app_hash = block_hash(params.finish(), 0, s.log)
         await s.set_meta("expiration_periods", json.dumps(dict(genesis.expiration_periods)).encode())
         await s.set_meta("chain_id", genesis.chain_id.encode())
         await s.set_meta("vote_fee", genesis.vote_fee.to_bytes(32, "big"))
+        if genesis.join_bond:
+            await s.set_meta("join_bond", genesis.join_bond.to_bytes(32, "big"))
         await s.set_meta("height", (0).to_bytes(8, "big"))
         await s.set_meta("app_hash", app_hash)
         await s.commit()
@@ -197,13 +206,19 @@ class Ledger:
         return tx, decode_payload(tx)
 
     async def check_tx(self, raw: bytes) -> TxResult:
-        """Validate against committed state. Nonces above the next one are accepted: the
-        mempool holds them until the gap is filled."""
+        """Validate against committed state. Nonces up to MAX_NONCE_AHEAD above the next one
+        are accepted: the mempool holds them until the gap is filled."""
         try:
             tx, payload = self._authenticate(raw)
             expected = await self.view.nonce(tx.signer)
             if tx.nonce < expected:
                 raise TxError(TxCode.BAD_NONCE, f"nonce {tx.nonce} was already used; next is {expected}")
+            if tx.nonce >= expected + MAX_NONCE_AHEAD:
+                raise TxError(
+                    TxCode.BAD_NONCE,
+                    f"nonce {tx.nonce} is too far ahead: the next is {expected}, at most "
+                    f"{MAX_NONCE_AHEAD - 1} more may wait",
+                )
             if tx.type in ("vote", "approve", "remove", "leave") and tx.signer not in self.validators:
                 raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
             if isinstance(payload, Vote):
@@ -215,8 +230,17 @@ class Ledger:
                         TxCode.INSUFFICIENT_BALANCE,
                         f"balance {balance} is less than the amount {payload.amount}",
                     )
-            elif tx.type == "join" and (len(tx.signer) != 32 or tx.signer in self.validators):
-                raise TxError(TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet")
+            elif tx.type == "join":
+                if len(tx.signer) != 32 or tx.signer in self.validators:
+                    raise TxError(
+                        TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet"
+                    )
+                balance = await self.view.balance(account_id(tx.signer))
+                if balance < self.join_bond:
+                    raise TxError(
+                        TxCode.INSUFFICIENT_BALANCE,
+                        f"a join request locks a bond of {self.join_bond}; the key's account holds {balance}",
+                    )
         except TxError as exc:
             return TxResult(exc.code, str(exc))
         return TxResult()
@@ -238,16 +262,30 @@ class Ledger:
     ) -> list[bytes]:
         """The proposer's own ``injected`` votes first, then mempool transactions taken in
         turn from each signer (one signer's backlog cannot crowd out the others), within the
-        byte cap and the block's vote budget; what is left out waits for the next block."""
-        queues: dict[bytes, list[tuple[bytes, int]]] = {}
-        for raw in txs:
+        byte cap and the block's vote budget; what is left out waits for the next block.
+        Only each signer's run of consecutive nonces from its next one is proposed: a
+        transaction behind a gap would fail (a block must not carry free failures)."""
+        queues: dict[bytes, dict[int, tuple[bytes, bytes, int]]] = {}
+        for raw in [*(injected or []), *txs]:
             if (peeked := _peek(raw)) is not None:
-                queues.setdefault(peeked[0], []).append((raw, peeked[1]))
-        turns = [t for turn in itertools.zip_longest(*queues.values()) for t in turn if t is not None]
+                signer, nonce, n = peeked
+                queues.setdefault(signer, {}).setdefault(nonce, (signer, raw, n))
+        runs: dict[bytes, list[tuple[bytes, bytes, int]]] = {}
+        for signer, by_nonce in queues.items():
+            nonce, run = await self.view.nonce(signer), runs.setdefault(signer, [])
+            while nonce in by_nonce:
+                run.append(by_nonce[nonce])
+                nonce += 1
+        mine = {p[0] for raw in injected or [] if (p := _peek(raw))}
+        first = [t for signer, run in runs.items() if signer in mine for t in run]
+        rest = [run for signer, run in runs.items() if signer not in mine]
+        turns = [t for turn in itertools.zip_longest(*rest) for t in turn if t is not None]
         out: list[bytes] = []
         size = votes = 0
-        for raw, n in [*((raw, p[1]) for raw in injected or [] if (p := _peek(raw))), *turns]:
-            if size + len(raw) > max_tx_bytes or votes + n > MAX_VOTES_PER_BLOCK:
+        left_out: set[bytes] = set()  # a signer's later transactions would follow a gap
+        for signer, raw, n in [*first, *turns]:
+            if signer in left_out or size + len(raw) > max_tx_bytes or votes + n > MAX_VOTES_PER_BLOCK:
+                left_out.add(signer)
                 continue
             out.append(raw)
             size += len(raw)
@@ -350,7 +388,15 @@ class Ledger:
             if len(tx.signer) != 32 or tx.signer in validators:
                 raise TxError(TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet")
             body = governance.join_body(tx.signer, payload, tx.nonce)
-            await self._create(governance.JOIN, body, tx.signer, ctx)
+            rid = await self._create(governance.JOIN, body, tx.signer, ctx)
+            if self.join_bond:
+                try:
+                    await LedgerApp(s, "", ctx.height).debit(account_id(tx.signer), self.join_bond)
+                except ValueError as exc:
+                    raise TxError(TxCode.INSUFFICIENT_BALANCE, f"cannot lock the join bond: {exc}") from None
+                await LedgerApp(s, governance.JOIN, ctx.height).set(
+                    governance.bond_key(rid), governance.amount(self.join_bond)
+                )
         elif tx.type == "approve":
             assert isinstance(payload, bytes)
             rows = await s.resolutions([payload])
@@ -466,6 +512,9 @@ class Ledger:
                 approved = sum(validators.get(v, 0) for v in expired_voters[row.id])
                 if passes(approved, total, registry[row.type].refund_threshold):
                     await self._refund(expired_voters[row.id])
+        for row in expired:
+            if row.type == governance.JOIN:  # the candidate gets its bond back
+                await governance.release_bond(LedgerApp(s, governance.JOIN, ctx.height), row.id, row.body)
         await s.remove_resolutions([r.id for r in expired])
         outcomes.extend((r.id, r.type, "expired") for r in expired)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 from bridge.encoding import Reader, Writer
+from bridge.keys import account_id
 from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
 
 JOIN = "validator_join"
@@ -26,10 +27,28 @@ def remove_body(pubkey: bytes, since: int) -> bytes:
     return Writer().blob(pubkey).u64(since).finish()
 
 
+def bond_key(request_id: bytes) -> bytes:
+    """Where a join request's locked bond is kept (in the ``validator_join`` namespace)."""
+    return b"bond:" + request_id
+
+
+def amount(value: int) -> bytes:
+    return value.to_bytes(32, "big")
+
+
+async def release_bond(app: App, request_id: bytes, body: bytes) -> None:
+    """Return a join request's locked bond (if any) to the candidate's account."""
+    locked = await app.get(bond_key(request_id))
+    if locked is not None:
+        await app.delete(bond_key(request_id))
+        await app.credit(account_id(Reader(body).blob(32)), int.from_bytes(locked, "big"))
+
+
 async def _join(app: App, resolution: Resolution, block: BlockContext) -> None:
     r = Reader(resolution.body)
     pubkey, power = r.blob(32), r.u64()
     await app.set_validator_power(pubkey, power)
+    await release_bond(app, resolution.id, resolution.body)
 
 
 async def _remove(app: App, resolution: Resolution, block: BlockContext) -> None:

@@ -10,6 +10,10 @@ from typing import Any
 from bridge.errors import ConfigError, TxCode
 from bridge.keys import parse_account
 
+# The join bond `bridge init` and `bridge devnet` write: one token of 18 decimals. A join
+# request locks it until approved or expired (0 in a genesis: joins cost nothing).
+DEFAULT_JOIN_BOND = 10**18
+
 
 @dataclass(frozen=True)
 class Genesis:
@@ -20,6 +24,9 @@ class Genesis:
     vote_fee: int = 0  # charged per new vote to the voter's account; refunded per ResolutionConfig
     # Per-network overrides of ResolutionConfig.expiration_period, in blocks: (type, blocks).
     expiration_periods: tuple[tuple[str, int], ...] = ()
+    # Locked from a candidate's account by its join request until the request is approved or
+    # expires: a flood of join requests costs capital (0: joins are free to ask for).
+    join_bond: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -27,6 +34,7 @@ class Genesis:
             "time_ns": self.time_ns,
             "vote_fee": str(self.vote_fee),
             "expiration_periods": dict(self.expiration_periods),
+            "join_bond": str(self.join_bond),
             "validators": [{"pubkey": k.hex(), "power": p} for k, p in self.validators],
             "accounts": [{"id": a, "balance": str(b)} for a, b in self.accounts],
         }
@@ -58,13 +66,17 @@ class Genesis:
             vote_fee = int(data.get("vote_fee", 0))
             if vote_fee < 0:
                 raise ValueError("cannot be negative")
+            key = "join_bond"
+            join_bond = int(data.get("join_bond", 0))
+            if join_bond < 0:
+                raise ValueError("cannot be negative")
             key = "expiration_periods"
             periods = tuple(sorted((str(t), int(n)) for t, n in data.get("expiration_periods", {}).items()))
             if any(n < 1 for _, n in periods):
                 raise ValueError("each period is a positive number of blocks")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: invalid {key!r}: {exc}") from None
-        return cls(chain_id, validators, accounts, time_ns, vote_fee, periods)
+        return cls(chain_id, validators, accounts, time_ns, vote_fee, periods, join_bond)
 
     @classmethod
     def load(cls, path: Path) -> Genesis:

@@ -34,7 +34,8 @@ def cli(*args: str) -> dict[str, Any]:
 
 
 async def test_join_by_governance_then_leave(tmp_path: Path, anvil: Anvil, bridge: dict[str, Any]) -> None:
-    net = await make_network(tmp_path, anvil.url, bridge, validators=4)
+    # Joins without a bond here (bonded joins: tests/test_admission.py, the README's devnet).
+    net = await make_network(tmp_path, anvil.url, bridge, validators=4, join_bond=0)
     new = 4
     try:
         for i in range(4):
