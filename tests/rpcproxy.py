@@ -54,8 +54,11 @@ __all__ = [
     "LogsQuery",
     "LogsRangeLimit",
     "LogsResultLimit",
+    "Malformed",
     "MalformedJson",
+    "NestedJson",
     "OmittedLog",
+    "Oversized",
     "RateLimited",
     "RpcError",
     "RpcProxy",
@@ -92,9 +95,18 @@ class Fault:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, *, enabled: bool = False, rate: float = 1.0, methods: set[str] | None = None):
+    def __init__(
+        self,
+        *,
+        enabled: bool = False,
+        rate: float = 1.0,
+        methods: set[str] | None = None,
+        limit: int | None = None,
+    ):
         self.enabled, self.rate, self.methods = enabled, rate, methods
+        self.limit = limit  # fire at most this many times (None: no limit); 1 is "a lie on one call"
         self.hits = 0  # times the fault fired
+        self.hits_by_method: Counter[str] = Counter()
 
     def on(self, **settings: Any) -> Fault:
         """Enable the fault, setting any of its fields (``rate=0.5``, ``max_range=100``...)."""
@@ -106,7 +118,7 @@ class Fault:
 
     def set(self, **settings: Any) -> None:
         for key, value in settings.items():
-            if key.startswith("_") or key == "hits" or not hasattr(self, key):
+            if key.startswith(("_", "hits")) or not hasattr(self, key):
                 raise AttributeError(f"fault {self.name!r} has no setting {key!r}")
             if key == "methods" and value is not None:
                 value = set(value)
@@ -115,7 +127,7 @@ class Fault:
             raise ValueError(f"rate must be within 0..1, not {self.rate}")
 
     def settings(self) -> dict[str, Any]:
-        out = {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        out = {k: v for k, v in vars(self).items() if not k.startswith("_") and k != "hits_by_method"}
         if out.get("methods") is not None:
             out["methods"] = sorted(out["methods"])
         return out
@@ -125,11 +137,12 @@ class Fault:
 
     def fires(self, methods: list[str], rng: random.Random) -> bool:
         """Whether the fault strikes this call (or exchange); counted in ``hits``."""
-        if not self.applies(methods):
+        if not self.applies(methods) or (self.limit is not None and self.hits >= self.limit):
             return False
         if self.rate < 1.0 and rng.random() >= self.rate:
             return False
         self.hits += 1
+        self.hits_by_method.update(methods)
         return True
 
 
@@ -161,6 +174,68 @@ class RpcError(CallFault):
         if self.fires([call.get("method", "")], proxy.rng):
             return _error(call, self.code, self.message)
         return await forward()
+
+
+class Malformed(CallFault):
+    """Valid JSON that is no valid answer: the upstream answer spoiled as ``mode`` says.
+
+    * ``number``: a JSON number (12345) where a hex string is due: the result itself, a
+      block's ``hash``, a log's ``data``;
+    * ``bad_hex``: ``"0xnothex"`` there instead (a log's nonce topic: ``"0xzz"``);
+    * ``missing``: no ``result`` at all; a block without ``hash``; a log without
+      ``transactionHash``;
+    * ``wrong_type``: an object where a string is due, a list for a block, a string for a log.
+
+    Logs are spoiled only in answers that hold one (the first log).
+    """
+
+    name = "malformed"
+    MODES: ClassVar[tuple[str, ...]] = ("number", "bad_hex", "missing", "wrong_type")
+
+    def __init__(self, *, mode: str = "number", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.mode = mode
+
+    def set(self, **settings: Any) -> None:
+        super().set(**settings)
+        if self.mode not in self.MODES:
+            raise ValueError(f"mode must be one of {', '.join(self.MODES)}, not {self.mode!r}")
+
+    def spoil(self, response: dict[str, Any]) -> Json:
+        """``response`` spoiled, or None when it holds nothing to spoil (an empty log list)."""
+        result, mode = response.get("result"), self.mode
+        if mode == "missing" and not isinstance(result, dict | list):
+            return {k: v for k, v in response.items() if k != "result"}
+        bad: Any = {"number": 12345, "bad_hex": "0xnothex", "wrong_type": {"hex": result}}.get(mode)
+        if isinstance(result, str):
+            return {**response, "result": bad}
+        if isinstance(result, dict):  # a block
+            if mode == "wrong_type":
+                return {**response, "result": list(result.values())}
+            block = {k: v for k, v in result.items() if k != "hash"}
+            return {**response, "result": block if mode == "missing" else {**block, "hash": bad}}
+        if isinstance(result, list) and result and isinstance(result[0], dict):  # logs
+            log = dict(result[0])
+            if mode == "wrong_type":
+                spoiled: Any = json.dumps(log)
+            elif mode == "missing":
+                spoiled = {k: v for k, v in log.items() if k != "transactionHash"}
+            elif mode == "bad_hex":
+                spoiled = {**log, "topics": [log["topics"][0], "0xzz", *log["topics"][2:]]}
+            else:
+                spoiled = {**log, "data": bad}
+            return {**response, "result": [spoiled, *result[1:]]}
+        return None
+
+    async def call(self, proxy: RpcProxy, call: Json, forward: Forward) -> Json:
+        response = await forward()
+        method = str(call.get("method", ""))
+        if not isinstance(response, dict) or "result" not in response or not self.applies([method]):
+            return response
+        spoiled = self.spoil(response)
+        if spoiled is None or not self.fires([method], proxy.rng):
+            return response
+        return spoiled
 
 
 class LogsRangeLimit(CallFault):
@@ -524,6 +599,43 @@ class MalformedJson(HttpFault):
         return web.Response(text=self.body, content_type="application/json")
 
 
+class NestedJson(HttpFault):
+    """HTTP 200 with valid JSON nested ``depth`` arrays deep: a recursive decoder's stack
+    overflows (a segfault of a process with a raised recursion limit)."""
+
+    name = "nested_json"
+
+    def __init__(self, *, depth: int = 100_000, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.depth = depth
+
+    async def exchange(
+        self, proxy: RpcProxy, request: web.Request, methods: list[str], forward: Body
+    ) -> web.StreamResponse | None:
+        if not self.fires(methods, proxy.rng):
+            return None
+        body = '{"jsonrpc": "2.0", "id": 1, "result": ' + "[" * self.depth + "]" * self.depth + "}"
+        return web.Response(text=body, content_type="application/json")
+
+
+class Oversized(HttpFault):
+    """The upstream answer padded with whitespace (still valid JSON) to ``size`` bytes."""
+
+    name = "oversized"
+
+    def __init__(self, *, size: int = 64 << 20, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.size = size
+
+    async def exchange(
+        self, proxy: RpcProxy, request: web.Request, methods: list[str], forward: Body
+    ) -> web.StreamResponse | None:
+        if not self.fires(methods, proxy.rng):
+            return None
+        body = await forward()
+        return web.Response(body=body + b" " * max(0, self.size - len(body)), content_type="application/json")
+
+
 class TruncatedBody(HttpFault):
     """The upstream answer with a Content-Length of the whole body, cut in half and the
     connection closed."""
@@ -561,6 +673,7 @@ class RpcProxy:
         self.url = ""
         # Call faults, in the order they wrap a call (the first one sees the call first).
         self.rpc_error = RpcError()
+        self.malformed = Malformed()
         self.range_limit = LogsRangeLimit()
         self.result_limit = LogsResultLimit()
         # Lies, innermost: the limits above see the lied answer.
@@ -575,6 +688,8 @@ class RpcProxy:
         self.server_error = ServerError()
         self.slow = Slow()
         self.malformed_json = MalformedJson()
+        self.nested_json = NestedJson()
+        self.oversized = Oversized()
         self.truncated_body = TruncatedBody()
         self.calls: Counter[str] = Counter()  # JSON-RPC calls per method
         self.http_requests = 0
@@ -589,6 +704,7 @@ class RpcProxy:
     def call_faults(self) -> list[CallFault]:
         return [
             self.rpc_error,
+            self.malformed,
             self.range_limit,
             self.result_limit,
             self.lagging_head,
@@ -606,6 +722,8 @@ class RpcProxy:
             self.server_error,
             self.slow,
             self.malformed_json,
+            self.nested_json,
+            self.oversized,
             self.truncated_body,
         ]
 

@@ -228,15 +228,19 @@ class Scanner:
             "provider refused %d blocks (%s); chunk %d -> %d", end - start + 1, exc, previous, self.chunk
         )
 
-    async def _fetch(self, start: int, end: int) -> tuple[tuple[int, bytes] | None, list[dict[str, Any]]]:
-        """The end block's (number, hash) and the logs of blocks start..end; (None, []) if the
-        endpoint does not have the end block yet (it lags behind its own safety point)."""
+    async def _fetch(self, start: int, end: int) -> tuple[tuple[int, bytes] | None, list[bytes]]:
+        """The end block's (number, hash) and the deposit bodies of blocks start..end; (None, [])
+        if the endpoint does not have the end block yet (it lags behind its own safety point).
+        Logs are decoded as they arrive: one that cannot be read is the endpoint's fault."""
         # The end block's hash is read before the logs: a reorg in between leaves a stored hash
         # that the next pass finds non-canonical, so it is rescanned rather than missed.
         block = await self.client.block(end)
         if block is None:
             return None, []
-        return block, await self.client.logs(self.config.contract_address, DEPOSIT_TOPIC, start, end)
+        chain_id, escrow = self.config.chain_id, self.config.contract_address
+        return block, await self.client.logs(
+            escrow, DEPOSIT_TOPIC, start, end, lambda logs: deposit_bodies(logs, chain_id, escrow)
+        )
 
     async def _store(self, end: int, block_hash: bytes, deposits: list[bytes], safe: int) -> None:
         """One chunk's deposits and progress, in one transaction."""
@@ -267,7 +271,7 @@ class Scanner:
             while ahead is not None:
                 start, end, fetching = ahead
                 try:
-                    block, logs = await fetching
+                    block, deposits = await fetching
                 except RangeTooLarge as exc:
                     self._refused(exc, start, end)
                     ahead = fetch(start)
@@ -276,10 +280,7 @@ class Scanner:
                     break
                 self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
                 ahead = fetch(end + 1) if end < safe else None
-                deposits = deposit_bodies(logs, self.config.chain_id, self.config.contract_address)
-                # The chunk's raw logs are not needed past this point (nor is their task, which
-                # keeps them as its result): the next chunk's are on their way.
-                del logs, fetching
+                del fetching  # its result is in ``deposits``: the next chunk's are on their way
                 if storing is not None:
                     await storing  # the chunk before is stored first
                 storing = asyncio.ensure_future(self._store(end, block[1], deposits, safe))

@@ -5,17 +5,17 @@ smaller range"."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import backoff
-from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
-from web3.providers.async_base import AsyncBaseProvider
+from web3 import AsyncWeb3, WebSocketProvider
 from web3.utils.subscriptions import NewHeadsSubscription
 
 from listeners import ListenerStatus
@@ -39,6 +39,10 @@ class TransientError(Exception):
     """Raised when a request failed in a way that retrying later can fix."""
 
 
+class ResponseTooLarge(Exception):
+    """Raised when an answer is larger than MAX_RESPONSE_BYTES."""
+
+
 class RangeTooLarge(Exception):
     """Raised when a provider refuses an eth_getLogs range; ``suggested`` is the range it
     proposed, if any."""
@@ -54,8 +58,43 @@ def _range_refusal(message: str) -> RangeTooLarge:
     return RangeTooLarge(message, suggested)
 
 
-def _number_and_hash(block: Any) -> tuple[int, bytes] | None:
-    return None if block is None else (int(block["number"], 16), bytes.fromhex(block["hash"][2:]))
+_QUANTITY = re.compile(r"0x[0-9a-fA-F]{1,64}")
+_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+# Python exceptions a malformed answer raises while it is read: the endpoint's fault.
+MALFORMED = (KeyError, IndexError, TypeError, ValueError, AttributeError, RecursionError)
+# The largest JSON-RPC answer read (providers cap eth_getLogs near 150 MB): larger is refused
+# as a range that is too large (eth_getLogs) or a faulty endpoint (anything else).
+MAX_RESPONSE_BYTES = 256 << 20
+_HEADERS = {"Content-Type": "application/json"}
+T = TypeVar("T")
+
+
+def quantity(value: Any) -> int:
+    """A JSON-RPC quantity ("0x1b4"); ``ValueError`` for anything else (a number, bad hex)."""
+    if type(value) is not str or not _QUANTITY.fullmatch(value):
+        raise ValueError(f"{value!r:.80} is not a hex quantity")
+    return int(value, 16)
+
+
+def data(value: Any) -> bytes:
+    """JSON-RPC data ("0x..." with whole bytes); ``ValueError`` for anything else."""
+    if type(value) is not str or not _DATA.fullmatch(value):
+        raise ValueError(f"{value!r:.80} is not hex data")
+    return bytes.fromhex(value[2:])
+
+
+def number_and_hash(block: Any) -> tuple[int, bytes] | None:
+    """(number, hash) of an eth_getBlockByNumber answer; None for "no such block"."""
+    if block is None:
+        return None
+    if type(block) is not dict or type(block.get("hash")) is not str or not _HASH.fullmatch(block["hash"]):
+        raise ValueError(f"{block!r:.120} is not a block with a 32-byte hash")
+    return quantity(block["number"]), bytes.fromhex(block["hash"][2:])
+
+
+def _same(result: Any) -> Any:
+    return result
 
 
 class EthClient:
@@ -63,66 +102,114 @@ class EthClient:
 
     def __init__(self, urls: tuple[str, ...], timeout: float, status: ListenerStatus, log: logging.Logger):
         self.urls, self.timeout, self.status, self.log = urls, timeout, status, log
-        self._providers: list[AsyncBaseProvider | None] = [None] * len(urls)
+        self._sockets: list[WebSocketProvider | None] = [None] * len(urls)
+        self._session: aiohttp.ClientSession | None = None
+        self._ids = itertools.count(1)
         self._current = 0
 
     async def close(self) -> None:
-        for provider in self._providers:
-            if isinstance(provider, WebSocketProvider):
-                await provider.disconnect()
-            elif isinstance(provider, AsyncHTTPProvider):
-                await provider.disconnect()
-        self._providers = [None] * len(self.urls)
+        for ws in self._sockets:
+            if ws is not None:
+                await ws.disconnect()
+        self._sockets = [None] * len(self.urls)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    async def _provider(self, i: int) -> AsyncBaseProvider:
-        provider = self._providers[i]
-        if provider is None:
-            url = self.urls[i]
-            if url.startswith("ws"):
-                ws = WebSocketProvider(url, request_timeout=self.timeout, max_connection_retries=1)
-                await ws.connect()
-                provider = ws
-            else:
-                # Retries are ours (with backoff and failover), not the provider's.
-                provider = AsyncHTTPProvider(
-                    url,
-                    request_kwargs={"timeout": aiohttp.ClientTimeout(total=self.timeout)},
-                    exception_retry_configuration=None,
-                )
-                # web3's own session closes the connection after each request: a kept-alive one
-                # saves a TCP (and TLS) handshake per request. Closed by disconnect().
-                await provider.cache_async_session(aiohttp.ClientSession(raise_for_status=True))
-            self._providers[i] = provider
-        return provider
+    async def _post(self, url: str, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call over HTTP(S), on a kept-alive session (a TCP and TLS handshake
+        per request saved), its body read to at most MAX_RESPONSE_BYTES."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                raise_for_status=True, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        call = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        async with self._session.post(url, data=json.dumps(call), headers=_HEADERS) as response:
+            if (response.content_length or 0) > MAX_RESPONSE_BYTES:
+                raise ResponseTooLarge(f"{response.content_length} bytes")
+            body = bytearray()
+            while chunk := await response.content.read(1 << 20):
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    raise ResponseTooLarge(f"more than {MAX_RESPONSE_BYTES} bytes")
+        # A deeply nested body raises RecursionError (bridge/__init__.py keeps the limit low).
+        return json.loads(body)
 
-    async def _once(self, method: str, params: list[Any]) -> Any:
-        """One attempt on the current endpoint; moves to the next one on a transient error."""
-        return await self._attempt(self._current, method, params)
+    async def _socket(self, i: int) -> WebSocketProvider:
+        ws = self._sockets[i]
+        if ws is None:
+            ws = WebSocketProvider(self.urls[i], request_timeout=self.timeout, max_connection_retries=1)
+            await ws.connect()
+            self._sockets[i] = ws
+        return ws
+
+    async def _once(self, method: str, params: list[Any], parse: Callable[[Any], Any]) -> Any:
+        """One round over the endpoints from the current one: a failing endpoint hands over to
+        the next at once; only when each has failed does the caller back off."""
+        start = self._current
+        while True:
+            i = self._current
+            try:
+                return self._parse(i, method, parse, await self._attempt(i, method, params))
+            except TransientError:
+                if self._current in (i, start):  # no other endpoint, or around the list once
+                    raise
+
+    def _parse(self, i: int | None, method: str, parse: Callable[[Any], Any], result: Any) -> Any:
+        """``parse(result)``; an answer it cannot read is the endpoint's fault, like an outage."""
+        try:
+            return parse(result)
+        except MALFORMED as exc:
+            where = "the agreed answer" if i is None else self.urls[i]
+            self._malformed(i)
+            raise TransientError(f"unusable {method} answer from {where}: {exc!r:.200}") from None
+
+    def _malformed(self, i: int | None) -> None:
+        self.status.count("rpc_malformed")
+        if i is not None:
+            self._fail_over(i)
 
     async def _attempt(self, i: int, method: str, params: list[Any]) -> Any:
-        """One attempt on endpoint ``i``."""
+        """One attempt on endpoint ``i``: the ``result`` of a well-formed JSON-RPC answer."""
+        url = self.urls[i]
         try:
-            provider = await self._provider(i)
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can turn a cancellation that
             # races its timeout into TimeoutError, and a retried timeout never stops the listener.
             async with asyncio.timeout(self.timeout):
-                response: Any = await provider.make_request(method, params)  # type: ignore[arg-type]
+                if url.startswith("ws"):
+                    ws = await self._socket(i)
+                    response: Any = await ws.make_request(method, params)  # type: ignore[arg-type]
+                else:
+                    response = await self._post(url, method, params)
         except aiohttp.ClientResponseError as exc:
             if exc.status == 413:
-                raise RangeTooLarge(f"HTTP 413 from {self.urls[i]}") from None
+                raise RangeTooLarge(f"HTTP 413 from {url}") from None
             if exc.status == 429:
                 await self._retry_after(exc)
             self._fail_over(i)
-            raise TransientError(f"HTTP {exc.status} from {self.urls[i]}") from None
-        except (aiohttp.ClientError, TimeoutError, ConnectionError, OSError, ValueError) as exc:
-            # Disconnects, timeouts, malformed or truncated bodies.
+            raise TransientError(f"HTTP {exc.status} from {url}") from None
+        except ResponseTooLarge as exc:
+            if method == "eth_getLogs":
+                raise RangeTooLarge(f"response of {exc} from {url}") from None
+            self._malformed(i)
+            raise TransientError(f"response of {exc} from {url}") from None
+        except (
+            aiohttp.ClientError,
+            TimeoutError,
+            ConnectionError,
+            OSError,
+            ValueError,
+            RecursionError,
+        ) as exc:
+            # Disconnects, timeouts, malformed, nested or truncated bodies.
+            if isinstance(exc, ValueError | RecursionError):
+                self.status.count("rpc_malformed")
             self._fail_over(i)
-            if isinstance(self._providers[i], WebSocketProvider):
-                self._providers[i] = None  # reconnect next time
-            raise TransientError(f"{type(exc).__name__} from {self.urls[i]}: {exc}") from None
+            self._sockets[i] = None  # a websocket reconnects next time
+            raise TransientError(f"{type(exc).__name__} from {url}: {exc!s:.200}") from None
         if not isinstance(response, dict):
-            self._fail_over(i)
-            raise TransientError(f"malformed JSON-RPC response from {self.urls[i]}")
+            self._malformed(i)
+            raise TransientError(f"malformed JSON-RPC response from {url}")
         if "error" in response:
             error = response["error"] if isinstance(response["error"], dict) else {}
             message = str(error.get("message", response["error"]))
@@ -132,8 +219,8 @@ class EthClient:
             self._fail_over(i)
             raise TransientError(f"JSON-RPC error from {self.urls[i]}: {message}")
         if "result" not in response or (method == "eth_getLogs" and not isinstance(response["result"], list)):
-            self._fail_over(i)
-            raise TransientError(f"JSON-RPC response without a valid result from {self.urls[i]}")
+            self._malformed(i)
+            raise TransientError(f"JSON-RPC response without a valid result from {url}")
         return response["result"]
 
     def _fail_over(self, i: int) -> None:
@@ -172,9 +259,12 @@ class EthClient:
         self.status.problem("rpc_unavailable", active=False)
         return result
 
-    async def request(self, method: str, params: list[Any]) -> Any:
-        """Retried forever; only a range refusal (for eth_getLogs) comes back to the caller."""
-        return await self._retried(self._once, method, params)
+    async def request(self, method: str, params: list[Any], parse: Callable[[Any], T] = _same) -> T:
+        """``parse`` of the answer, retried forever; only a range refusal (for eth_getLogs)
+        comes back to the caller. An answer that ``parse`` cannot read (it raises one of
+        MALFORMED) counts as the endpoint's failure: the next endpoint is asked."""
+        result: T = await self._retried(self._once, method, params, parse)
+        return result
 
     async def watch_heads(self, wake: asyncio.Event) -> None:
         """Set ``wake`` on every new head announced by the first ws(s) endpoint, forever.
@@ -203,28 +293,31 @@ class EthClient:
     # -- typed helpers -- #
 
     async def chain_id(self) -> int:
-        return int(await self.request("eth_chainId", []), 16)
+        return await self.request("eth_chainId", [], quantity)
 
     async def block_number(self) -> int:
-        return int(await self.request("eth_blockNumber", []), 16)
+        return await self.request("eth_blockNumber", [], quantity)
 
     async def block(self, tag: int | str) -> tuple[int, bytes] | None:
         """(number, hash) of a block by number or tag; None if the node does not have it."""
         ident = hex(tag) if isinstance(tag, int) else tag
-        return _number_and_hash(await self.request("eth_getBlockByNumber", [ident, False]))
+        return await self.request("eth_getBlockByNumber", [ident, False], number_and_hash)
 
     async def code(self, address: str) -> bytes:
-        return bytes.fromhex((await self.request("eth_getCode", [address, "latest"]))[2:])
+        return await self.request("eth_getCode", [address, "latest"], data)
 
-    async def logs(self, address: str, topic: str, from_block: int, to_block: int) -> list[dict[str, Any]]:
+    async def logs(
+        self, address: str, topic: str, from_block: int, to_block: int, parse: Callable[[list[Any]], T]
+    ) -> T:
+        """``parse`` of the logs of ``address`` with first topic ``topic`` in the range: it
+        decodes them, and raises (one of MALFORMED) on a log it cannot read."""
         params = {
             "address": address,
             "topics": [topic],
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
         }
-        result: list[dict[str, Any]] = await self.request("eth_getLogs", [params])
-        return result
+        return await self.request("eth_getLogs", [params], parse)
 
 
 class Disagreement(TransientError):
@@ -239,8 +332,8 @@ def _agreement_key(method: str, result: Any) -> Any:
         return tuple(
             sorted(
                 (
-                    int(log["blockNumber"], 16),
-                    int(log["logIndex"], 16),
+                    quantity(log["blockNumber"]),
+                    quantity(log["logIndex"]),
                     str(log["blockHash"]).lower(),
                     str(log["transactionHash"]).lower(),
                     str(log["address"]).lower(),
@@ -252,15 +345,15 @@ def _agreement_key(method: str, result: Any) -> Any:
             )
         )
     if method == "eth_getBlockByNumber":
-        return _number_and_hash(result)  # None: "no such block here"
+        return number_and_hash(result)  # None: "no such block here"
     return json.dumps(result, sort_keys=True).lower()
 
 
 def _height(method: str, result: Any) -> int:
     """The block number an eth_blockNumber or tagged eth_getBlockByNumber answer names."""
     if method == "eth_blockNumber":
-        return int(result, 16)
-    block = _number_and_hash(result)
+        return quantity(result)
+    block = number_and_hash(result)
     return -1 if block is None else block[0]
 
 
@@ -299,8 +392,9 @@ class QuorumClient(EthClient):
             return result, _height(method, result) if lowest else _agreement_key(method, result)
         except (TransientError, RangeTooLarge) as exc:
             return exc
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            return TransientError(f"unusable {method} answer from {self.urls[i]}: {exc!r}")
+        except MALFORMED as exc:
+            self.status.count("rpc_malformed")
+            return TransientError(f"unusable {method} answer from {self.urls[i]}: {exc!r:.200}")
 
     async def _round(self, method: str, params: list[Any], lowest: bool) -> Any:
         """The answer ``quorum`` endpoints agree on or, with ``lowest``, the lowest of
@@ -363,14 +457,19 @@ class QuorumClient(EthClient):
             + "; ".join(f"{self.urls[i]}: {exc}" for i, exc in failed.items())
         )
 
-    async def request(self, method: str, params: list[Any]) -> Any:
-        return await self._retried(self._round, method, params, False)
+    async def request(self, method: str, params: list[Any], parse: Callable[[Any], T] = _same) -> T:
+        async def agreed() -> T:
+            result: T = self._parse(None, method, parse, await self._round(method, params, False))
+            return result
+
+        result: T = await self._retried(agreed)
+        return result
 
     async def block_number(self) -> int:
-        return int(await self._retried(self._round, "eth_blockNumber", [], True), 16)
+        return quantity(await self._retried(self._round, "eth_blockNumber", [], True))
 
     async def block(self, tag: int | str) -> tuple[int, bytes] | None:
         if isinstance(tag, int):  # a block's hash: agreed
             return await super().block(tag)
         # "safe" / "finalized": the lowest
-        return _number_and_hash(await self._retried(self._round, "eth_getBlockByNumber", [tag, False], True))
+        return number_and_hash(await self._retried(self._round, "eth_getBlockByNumber", [tag, False], True))
