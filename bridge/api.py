@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.deposits import find_deposits
+from bridge.deposits import find_deposits, orphaned_credits
 from bridge.encoding import Reader
 from bridge.errors import TxError
 from bridge.keys import parse_account
@@ -82,7 +82,7 @@ def _text(b: bytes) -> str:
         return "0x" + b.hex()
 
 
-def readiness(node: Node) -> list[str]:
+async def readiness(node: Node) -> list[str]:
     """Reasons the node is not ready; empty when it is."""
     problems = []
     if not node.engine.caught_up:
@@ -94,6 +94,11 @@ def readiness(node: Node) -> list[str]:
         for name, state in node.supervisor.states.items()
         if state in ("failed", "restarting")
     ]
+    # Credits a deep reorg left unbacked (the ledger's committed state, so every node says
+    # it): a liability an operator must settle; it clears when they are reconciled.
+    count, amount = await orphaned_credits(node.ledger)
+    if count:
+        problems.append(f"orphaned_credits:count={count},amount={amount}")
     return problems
 
 
@@ -104,7 +109,7 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    problems = readiness(request.app[NODE])
+    problems = await readiness(request.app[NODE])
     return web.json_response({"ready": not problems, "problems": problems}, status=503 if problems else 200)
 
 

@@ -6,6 +6,31 @@ same log broadcasts the same bytes. A deposit is identified by its *deposit key*
 (chain id, escrow address, escrow nonce): the escrow's nonce is gapless and never reused,
 so however many resolutions name the same deposit (a log re-mined in another block after a
 reorg has a new block number and tx position, hence a new body), it is credited once.
+
+A reorg deeper than the safety point can also give a credited nonce to a *different*
+deposit. A second resolution for a credited key is the same deposit (a ``duplicate:``,
+nothing credited) when its (tx hash, recipient, amount) equal the credited one's; otherwise it
+is a *replacement*: the chain now says the nonce is this deposit, so it is credited and the
+old credit is recorded as *orphaned*: a liability (credited on the ledger, backed by no escrow
+deposit any more), never debited, since its recipient may have spent it. An orphaned
+deposit whose transaction is credited again under a new key (re-mined after the one that took
+its nonce) is *reconciled*: its orphaned credit backs it, nothing is credited twice. The
+order matters: if that re-mined deposit resolves *before* the replacement of its old nonce
+(both in one ledger block, which runs them by id), nothing says yet that the old nonce
+changed, so it is credited again, and the replacement then orphans its first credit: the
+double credit ends as a recorded liability, never a silent one.
+
+State (namespace ``credit_account``; every integer big-endian, fixed width):
+
+- ``credited:<key>``: height (8) + resolution id (32) of the credit the key holds;
+- ``deposit:<key>``: what that credit is: tx hash (32) + log index (8) + recipient (20) +
+  amount (32);
+- ``tx:<tx hash><log index (8)>``: the key (96), for "where is my deposit";
+- ``duplicate:<resolution id>``: the key, for a resolution that credited nothing;
+- ``orphaned:<tx hash (32)><recipient (20)><amount (32)>``: one 152-byte record per orphaned
+  credit of that content: key (96) + log index (8) + height credited (8) + height orphaned (8)
+  + resolution id (32); removed with its last record;
+- ``orphaned_total``: number of records (8) + sum of their amounts (32); absent when zero.
 """
 
 from __future__ import annotations
@@ -19,7 +44,7 @@ from eth_utils.address import to_checksum_address
 
 from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
 
-__all__ = ["CREDIT_ACCOUNT", "Deposit"]
+__all__ = ["CREDIT_ACCOUNT", "ORPHANED", "ORPHANED_TOTAL", "Deposit", "Orphan", "orphans"]
 
 CREDIT_ACCOUNT = "credit_account"
 
@@ -95,9 +120,57 @@ def credited_key(deposit_key: bytes) -> bytes:
     return b"credited:" + deposit_key
 
 
+def described_key(deposit_key: bytes) -> bytes:
+    """What the credit of a key is: value = tx hash (32) + log index (8) + recipient (20) + amount (32)."""
+    return b"deposit:" + deposit_key
+
+
 def tx_key(tx_hash: bytes, log_index: int) -> bytes:
     """Index from a deposit's transaction and log to its deposit key, for "where is my deposit"."""
     return b"tx:" + tx_hash + log_index.to_bytes(8, "big")
+
+
+ORPHANED = b"orphaned:"
+"""Prefix of the orphaned credits of one content: ``orphaned:<tx hash><recipient><amount>``."""
+ORPHANED_TOTAL = b"orphaned_total"
+"""Count (8 bytes) and amount (32 bytes) of the orphaned credits; absent when there is none."""
+_RECORD = 96 + 8 + 8 + 8 + 32
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A credit whose deposit key the chain gave to another deposit: still credited, unbacked."""
+
+    deposit_key: bytes  # (chain id, escrow, nonce) it was credited under
+    tx_hash: bytes
+    log_index: int
+    recipient: bytes  # 20 bytes
+    amount: int
+    credited_height: int
+    orphaned_height: int
+    resolution_id: bytes  # of the resolution that credited it
+
+
+def orphans(key: bytes, value: bytes) -> list[Orphan]:
+    """The records of one ``orphaned:`` entry (as ``kv_prefix`` returns it)."""
+    content = key[len(ORPHANED) :]
+    tx_hash, recipient, amount = content[:32], content[32:52], int.from_bytes(content[52:84], "big")
+    out = []
+    for i in range(0, len(value), _RECORD):
+        r = value[i : i + _RECORD]
+        out.append(
+            Orphan(
+                r[:96],
+                tx_hash,
+                int.from_bytes(r[96:104], "big"),
+                recipient,
+                amount,
+                int.from_bytes(r[104:112], "big"),
+                int.from_bytes(r[112:120], "big"),
+                r[120:152],
+            )
+        )
+    return out
 
 
 def _credit(body: bytes) -> tuple[bytes, bytes, int, str, int]:
@@ -113,16 +186,61 @@ def _credit(body: bytes) -> tuple[bytes, bytes, int, str, int]:
     )
 
 
+async def _add_to_total(app: App, count: int, amount: int) -> None:
+    raw = await app.get(ORPHANED_TOTAL)
+    n = int.from_bytes(raw[:8], "big") + count if raw else count
+    total = int.from_bytes(raw[8:], "big") + amount if raw else amount
+    if n:
+        await app.set(ORPHANED_TOTAL, n.to_bytes(8, "big") + total.to_bytes(32, "big"))
+    else:
+        await app.delete(ORPHANED_TOTAL)
+
+
+async def _orphan(app: App, key: bytes, credited: bytes, described: bytes, height: int) -> None:
+    """Record the credit ``credited`` (height + resolution id) of ``key``, which was the
+    deposit ``described`` (tx hash, log index, recipient, amount), as orphaned at ``height``."""
+    tx_hash, log_index, recipient, amount = described[:32], described[32:40], described[40:60], described[60:]
+    where = ORPHANED + tx_hash + recipient + amount
+    record = key + log_index + credited[:8] + height.to_bytes(8, "big") + credited[8:]
+    await app.set(where, (await app.get(where) or b"") + record)
+    await _add_to_total(app, 1, int.from_bytes(amount, "big"))
+
+
+async def _reconcile(app: App, where: bytes, amount: int) -> bool:
+    """Take one orphaned credit of this content (the latest), if there is one: it backs the
+    deposit about to be recorded, which must then not be credited again."""
+    records = await app.get(where)
+    if not records:
+        return False
+    if len(records) > _RECORD:
+        await app.set(where, records[:-_RECORD])
+    else:
+        await app.delete(where)
+    await _add_to_total(app, -1, -amount)
+    return True
+
+
 async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
     key, tx_hash, log_index, account, amount = _credit(resolution.body)
-    if await app.get(credited_key(key)) is not None:
-        # Another resolution credited this deposit already (e.g. the same log before a reorg
-        # moved it): record the duplicate, credit nothing.
-        await app.set(b"duplicate:" + resolution.id, key)
-        return
+    recipient = bytes.fromhex(account[2:])
+    described = tx_hash + log_index.to_bytes(8, "big") + recipient + amount.to_bytes(32, "big")
+    credited = await app.get(credited_key(key))
+    if credited is not None:
+        previous = await app.get(described_key(key))
+        # The same deposit (e.g. the same log before a reorg moved it; the tx hash implies the
+        # sender), or a credit from before ``deposit:`` was kept: record the duplicate, credit
+        # nothing.
+        if previous is None or (previous[:32], previous[40:]) == (tx_hash, described[40:]):
+            await app.set(b"duplicate:" + resolution.id, key)
+            return
+        # A reorg deeper than the safety point gave this nonce to another deposit: the old
+        # credit stays with its recipient, unbacked, recorded as orphaned.
+        await _orphan(app, key, credited, previous, block.height)
     await app.set(credited_key(key), block.height.to_bytes(8, "big") + resolution.id)
+    await app.set(described_key(key), described)
     await app.set(tx_key(tx_hash, log_index), key)
-    await app.credit(account, amount)
+    if not await _reconcile(app, ORPHANED + tx_hash + described[40:], amount):
+        await app.credit(account, amount)
 
 
 register_resolution(
@@ -136,8 +254,9 @@ register_resolution(
         # 600 blocks (2 minutes of solo blocks, longer on CometBFT); an expired deposit is
         # voted again by the validators that still hold it.
         expiration_period=600,
-        # Idempotent by deposit key (a second resolution is a `duplicate:`), so processed ids
-        # can go after ~a day of CometBFT blocks; the `credited:` and `tx:` keys stay.
+        # Idempotent by deposit key (a second resolution is a `duplicate:` or a replacement,
+        # decided by the stored state, not by the processed table), so processed ids can go
+        # after ~a day of CometBFT blocks; the `credited:`, `deposit:` and `tx:` keys stay.
         keep_processed=100_000,
     ),
 )
