@@ -121,6 +121,11 @@ class ResolutionConfig:
     # None remembers forever. Set it only when ``resolve`` is idempotent: a pruned event
     # voted again by 2/3 of the power resolves again. At least ``expiration_period``.
     keep_processed: int | None = None
+    # Within a block, confirmed resolutions of this type resolve in the order of
+    # ``order(body)`` (bytes, compared as such), then of their ids. None: by id alone. A
+    # function of the body only, so every node orders alike: credit_account orders by the
+    # escrow's nonce, so a deep reorg that shifts deposits is untangled in chain order.
+    order: Callable[[bytes], bytes] | None = None
 
     def __post_init__(self) -> None:
         for name in ("confirmation_threshold", "refund_threshold"):

@@ -25,7 +25,7 @@ from bridge.ledger import governance
 from bridge.ledger.state import ResolutionRow, State, block_hash
 from bridge.ledger.types import Block, BlockResult, Genesis, TxResult
 from bridge.txs import Transfer, Tx, Vote, decode_payload
-from resolutions import BlockContext, Resolution, get_resolution, registered_resolutions
+from resolutions import BlockContext, Resolution, ResolutionConfig, get_resolution, registered_resolutions
 
 log = logging.getLogger("bridge.ledger")
 
@@ -60,6 +60,16 @@ def _peek(raw: bytes) -> tuple[bytes, int, int] | None:
     except TxError:
         return None
     return tx.signer, tx.nonce, len(payload.events) if isinstance(payload, Vote) else 0
+
+
+def _order(config: ResolutionConfig, body: bytes) -> bytes:
+    """Where a resolution goes among those of its type in a block (then by id)."""
+    if config.order is None:
+        return b""
+    try:
+        return config.order(body)
+    except Exception:  # a plug-in's failure on a hostile body must not stop the block
+        return b""
 
 
 class LedgerApp:
@@ -479,7 +489,7 @@ class Ledger:
                         rid, row.type, row.body, row.proposer, row.expiration, approved, tuple(voters[rid])
                     )
                 )
-        confirmed.sort(key=lambda r: (r.type, r.id))
+        confirmed.sort(key=lambda r: (r.type, _order(registry[r.type], r.body), r.id))
 
         outcomes: list[tuple[bytes, str, str]] = []
         processed: list[tuple[bytes, str, bytes, int, str, str]] = []

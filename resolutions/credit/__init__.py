@@ -258,5 +258,8 @@ register_resolution(
         # decided by the stored state, not by the processed table), so processed ids can go
         # after ~a day of CometBFT blocks; the `credited:`, `deposit:` and `tx:` keys stay.
         keep_processed=100_000,
+        # In a block, deposits resolve in (chain id, escrow, nonce) order: after a deep reorg
+        # shifted deposits, a nonce is replaced before its old deposit is met again at the next.
+        order=lambda body: body[:96],
     ),
 )
