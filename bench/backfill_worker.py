@@ -23,7 +23,7 @@ from listeners import ListenerStatus
 
 async def bare(args: dict[str, Any]) -> int:
     """The baseline: eth_getLogs over the range, chunk by chunk, JSON-decoded, nothing else."""
-    from listeners.eth_deposits.deposits import DEPOSIT_TOPIC
+    from listeners.eth_deposits.decode import DEPOSIT_TOPIC
 
     count = 0
     async with aiohttp.ClientSession() as session:

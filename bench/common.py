@@ -37,7 +37,7 @@ CHAIN_ID = 31337
 
 
 def _deposit_topic() -> str:
-    from listeners.eth_deposits.deposits import DEPOSIT_TOPIC
+    from listeners.eth_deposits.decode import DEPOSIT_TOPIC
 
     return DEPOSIT_TOPIC
 

@@ -20,7 +20,7 @@ from bridge.config import CONFIG_FILE, Settings, load_config
 from bridge.errors import ConfigError
 from bridge.node import Node
 from listeners import Service, listener_config, parse_config, registered_listeners
-from listeners.eth_deposits.config import EthDepositsConfig
+from listeners.eth_deposits import EthDepositsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FINITE = ["inf", "-inf", "nan", "1e300"]  # TOML literals; 1e300 overflows timers all the same

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from bridge.cli import main
 from bridge.config import Settings
 from bridge.configdocs import DOCS_FILE, config_docs
-from listeners.eth_deposits.config import EthDepositsConfig
+from listeners.eth_deposits import EthDepositsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """``eth_deposits``: credits ERC20 deposits made to a BridgeEscrow contract.
 
-Reads the escrow's ``Deposit`` logs with ``eth_getLogs`` up to a safety point (a number of
-confirmations behind the head, or the chain's ``safe`` / ``finalized`` block) and
-broadcasts each as a ``credit_account`` event. Configure it in ``config.toml``::
+A user of the public Ethereum listener (``listeners.ethereum``): it reads the escrow's
+``Deposit`` logs up to the safety point and broadcasts each as a ``credit_account`` event.
+Configure it in ``config.toml``::
 
     [app.extensions.eth_deposits]
     rpc_url = "http://127.0.0.1:8545"          # or a list: failover in order
@@ -13,34 +13,36 @@ broadcasts each as a ``credit_account`` event. Configure it in ``config.toml``::
     finality = "confirmations"                 # or "safe" / "finalized"
     required_confirmations = 12
 
-See ``config.py`` for every key and its default.
+See ``listeners/ethereum/config.py`` for every key and its default.
 """
 
 from __future__ import annotations
 
 from listeners import EventStore, Service, register_listener
-from listeners.eth_deposits.config import EthDepositsConfig
-from listeners.eth_deposits.deposits import DEPOSIT_TOPIC, Scanner, decode_log
-from listeners.eth_deposits.ethereum import EthClient, QuorumClient
+from listeners.eth_deposits.decode import DEPOSIT_TOPIC, decode_log, deposit_bodies, deposit_body
+from listeners.ethereum import ContractEvents, EthereumConfig, listen_to_contract
+from resolutions.credit import CREDIT_ACCOUNT
 
-__all__ = ["DEPOSIT_TOPIC", "ETH_DEPOSITS", "EthDepositsConfig", "decode_log"]
+__all__ = ["DEPOSIT_TOPIC", "ETH_DEPOSITS", "EVENTS", "EthDepositsConfig", "decode_log"]
 
 ETH_DEPOSITS = "eth_deposits"
 
 
+class EthDepositsConfig(EthereumConfig):
+    """Ethereum deposits into a BridgeEscrow (`listeners/eth_deposits`): `contract_address` is
+    the escrow, `starting_height` its deployment block. Every mistake here stops the node at
+    start with a message naming the key."""
+
+
+EVENTS = ContractEvents(
+    resolution=CREDIT_ACCOUNT,
+    topics=(DEPOSIT_TOPIC,),
+    decode=lambda log, config: deposit_body(log, config.chain_id, config.contract_address),
+    # Backfills decode whole chunks at once; the same bytes (tests/eth/test_deposit_body.py).
+    decode_chunk=lambda logs, config: deposit_bodies(logs, config.chain_id, config.contract_address),
+)
+
+
 @register_listener(ETH_DEPOSITS, config=EthDepositsConfig)
 async def listen(service: Service, store: EventStore) -> None:
-    if service.config is None:
-        service.logger.info("no [app.extensions.%s] table: not running on this node", service.name)
-        return
-    config = EthDepositsConfig.parse(service.config, f"app.extensions.{service.name}")
-    args = (config.request_timeout, service.status, service.logger)
-    client = (
-        EthClient(config.rpc_url, *args)
-        if config.rpc_quorum == 1
-        else QuorumClient(config.rpc_url, config.rpc_quorum, *args)
-    )
-    try:
-        await Scanner(service, store, config, client).run()
-    finally:
-        await client.close()
+    await listen_to_contract(service, store, EVENTS, EthDepositsConfig)

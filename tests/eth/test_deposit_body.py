@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from listeners.eth_deposits import DEPOSIT_TOPIC, decode_log
-from listeners.eth_deposits.deposits import deposit_bodies, deposit_body
+from listeners.eth_deposits.decode import deposit_bodies, deposit_body
 
 ESCROW = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 

@@ -12,7 +12,7 @@ import pytest
 from eth_account import Account
 
 from bridge.contracts import Chain
-from listeners.eth_deposits import ethereum
+from listeners.ethereum import client as ethereum
 from tests.eth.conftest import Anvil
 from tests.eth.nodes import deposits_table, make_home, running
 from tests.eth.test_faults import ETH, Depositor, assert_credited_once, chain_truth

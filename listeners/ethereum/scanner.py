@@ -1,6 +1,6 @@
 """The scan loop: from the last stored block up to the safety point, chunk by chunk.
 
-Each chunk's deposits, the chunk's last block and that block's hash are stored in one
+Each chunk's events, the chunk's last block and that block's hash are stored in one
 event-store transaction, so a crash anywhere resumes exactly after the last stored chunk
 and broadcasts nothing twice (broadcast is idempotent anyway). On every pass the stored
 hash is checked against the chain: a mismatch is a reorg deeper than the safety point.
@@ -12,125 +12,21 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
-
 from listeners import EventStore, Service
-from listeners.eth_deposits.config import EthDepositsConfig
-from listeners.eth_deposits.ethereum import EthClient, RangeTooLarge
-from resolutions.credit import CREDIT_ACCOUNT, Deposit
+from listeners.ethereum.client import EthClient, RangeTooLarge
+from listeners.ethereum.config import EthereumConfig
 
-DEPOSIT_TOPIC = "0x" + keccak(text="Deposit(uint256,address,address,uint256)").hex()
+Log = dict[str, Any]  # one entry of an eth_getLogs answer, as the provider sent it
 _LAST_BLOCK, _LAST_HASH, _CHECKPOINTS = b"last_block", b"last_hash", b"checkpoints"
 _MAX_CHECKPOINTS = 64  # chunk ends remembered to find the last common block after a deep reorg
 _PROGRESS_EVERY = 5.0  # seconds between progress lines in the log
 # A reorg deeper than the safety point means the finality setting failed: /ready reports it
 # this long after the last one, so a probe every few minutes sees it (the counter is exact).
 _REORG_REPORTED_FOR = 600.0
-
-
-def _deposit_topics(log: dict[str, Any], escrow: str) -> list[str] | None:
-    """The four topics of one of the escrow's Deposit logs; None for any other log."""
-    topics = log.get("topics") or []
-    if (
-        len(topics) != 4
-        or topics[0].lower() != DEPOSIT_TOPIC
-        or str(log.get("address", "")).lower() != escrow.lower()
-        or log.get("removed")
-    ):
-        return None
-    return list(topics)
-
-
-def decode_log(log: dict[str, Any], chain_id: int, escrow: str) -> Deposit | None:
-    """The deposit a raw log describes, or None if it is not one of the escrow's Deposit logs."""
-    topics = _deposit_topics(log, escrow)
-    if topics is None:
-        return None
-    return Deposit(
-        chain_id=chain_id,
-        escrow=escrow,
-        nonce=int(topics[1], 16),
-        tx_hash=bytes.fromhex(log["transactionHash"][2:]),
-        log_index=int(log["logIndex"], 16),
-        block_number=int(log["blockNumber"], 16),
-        sender=to_checksum_address("0x" + topics[2][-40:]),
-        recipient=to_checksum_address("0x" + topics[3][-40:]),
-        amount=int(log["data"], 16),
-    )
-
-
-def deposit_bodies(logs: list[dict[str, Any]], chain_id: int, escrow: str) -> list[bytes]:
-    """``decode_log(log, chain_id, escrow).encode()`` of each of ``logs`` that is a deposit, in
-    order, without the Deposit objects (this runs for every log of a backfill).
-
-    The body is the ABI encoding of static types, i.e. 32-byte words, and the log carries the
-    nonce, sender, recipient and amount as such words already: they are copied as hex, not
-    decoded and re-encoded, and a chunk of usual logs is turned into bytes at once (one
-    ``bytes.fromhex`` per chunk, not per log). Anything unusual takes the general path.
-    """
-    address, pad = escrow.lower(), "0" * 24
-    words = []
-    try:
-        for log in logs:
-            topics = log["topics"]
-            topic, nonce, sender, recipient = topics
-            tx_hash, amount, index, number = (
-                log["transactionHash"],
-                log["data"],
-                log["logIndex"],
-                log["blockNumber"],
-            )
-            if not (
-                type(topics) is list
-                and topic == DEPOSIT_TOPIC
-                and log["address"] == address
-                and not log.get("removed")
-                and len(nonce) == len(sender) == len(recipient) == len(tx_hash) == len(amount) == 66
-                and 2 < len(index) <= 66
-                and 2 < len(number) <= 66
-                and f"{nonce[:2]}{sender[:2]}{recipient[:2]}{tx_hash[:2]}{amount[:2]}{index[:2]}{number[:2]}"
-                == "0x0x0x0x0x0x0x"
-            ):
-                break
-            words.append(
-                f"{nonce[2:]}{tx_hash[2:]}{index[2:]:0>64}{number[2:]:0>64}"
-                f"{pad}{sender[26:]}{pad}{recipient[26:]}{amount[2:]}"
-            )
-        else:
-            raw = bytes.fromhex("".join(words))
-            # fromhex skips whitespace: any would leave fewer bytes than 7 words a log.
-            if len(raw) == 224 * len(logs):
-                head = bytes.fromhex(f"{chain_id:064x}{escrow[2:]:0>64}")
-                return [head + raw[i : i + 224] for i in range(0, len(raw), 224)]
-    except (KeyError, TypeError, ValueError):
-        pass  # not the usual shape, or not hex
-    return [body for body in (deposit_body(log, chain_id, escrow) for log in logs) if body is not None]
-
-
-def deposit_body(log: dict[str, Any], chain_id: int, escrow: str) -> bytes | None:
-    """``decode_log(log, chain_id, escrow).encode()``, or None: the nonce, sender, recipient
-    and amount words copied from the log when it has the usual shape (see
-    :func:`deposit_bodies`)."""
-    topics = _deposit_topics(log, escrow)
-    if topics is None:
-        return None
-    _, nonce, sender, recipient = topics
-    tx_hash, amount = log["transactionHash"], log["data"]
-    if all(len(v) == 66 and v[:2] == "0x" for v in (nonce, sender, recipient, tx_hash, amount)):
-        try:
-            body = bytes.fromhex(
-                f"{chain_id:064x}{escrow[2:]:0>64}{nonce[2:]}{tx_hash[2:]}{int(log['logIndex'], 16):064x}"
-                f"{int(log['blockNumber'], 16):064x}{sender[-40:]:0>64}{recipient[-40:]:0>64}{amount[2:]}"
-            )
-            if len(body) == 288:  # fromhex skips whitespace; an index past 2**256 makes it longer
-                return body
-        except ValueError:
-            pass  # not hex: the general path decides (and raises as it always did)
-    deposit = decode_log(log, chain_id, escrow)
-    return None if deposit is None else deposit.encode()
 
 
 async def _cancel(*tasks: asyncio.Future[Any] | None) -> None:
@@ -141,9 +37,45 @@ async def _cancel(*tasks: asyncio.Future[Any] | None) -> None:
     await asyncio.gather(*running, return_exceptions=True)
 
 
+@dataclass(frozen=True)
+class ContractEvents:
+    """What an Ethereum listener reads from its contract, and what it votes.
+
+    ``decode(log, config)`` turns one log into the body of a ``resolution`` event, or None
+    to skip it; it raises ``ValueError`` (or ``KeyError``, ``TypeError``...) for a log it
+    cannot read, which counts as the endpoint's fault (the next endpoint is asked). Logs
+    with ``removed: true`` never reach it. ``decode_chunk``, if set, decodes a whole answer
+    at once (a fast path for backfills) and must give exactly what ``decode`` gives, log by
+    log, removed logs left out.
+    """
+
+    resolution: str  # the resolution type every body is voted as
+    topics: tuple[str, ...]  # topic0 of each event read: keccak of its signature (``topic()``)
+    decode: Callable[[Log, EthereumConfig], bytes | None]
+    decode_chunk: Callable[[list[Log], EthereumConfig], list[bytes]] | None = None
+
+    def bodies(self, logs: list[Log], config: EthereumConfig) -> list[bytes]:
+        """The bodies of a chunk's logs, in order."""
+        if self.decode_chunk is not None:
+            return self.decode_chunk(logs, config)
+        out = []
+        for log in logs:
+            if not log.get("removed") and (body := self.decode(log, config)) is not None:
+                out.append(body)
+        return out
+
+
 class Scanner:
-    def __init__(self, service: Service, store: EventStore, config: EthDepositsConfig, client: EthClient):
+    def __init__(
+        self,
+        service: Service,
+        store: EventStore,
+        config: EthereumConfig,
+        client: EthClient,
+        events: ContractEvents,
+    ):
         self.service, self.store, self.config, self.client = service, store, config, client
+        self.events = events
         self.log, self.status = service.logger, service.status
         self.chunk = config.block_sync_chunk_size
         self.last_block = config.starting_height - 1
@@ -229,7 +161,7 @@ class Scanner:
         )
 
     async def _fetch(self, start: int, end: int) -> tuple[tuple[int, bytes] | None, list[bytes]]:
-        """The end block's (number, hash) and the deposit bodies of blocks start..end; (None, [])
+        """The end block's (number, hash) and the event bodies of blocks start..end; (None, [])
         if the endpoint does not have the end block yet (it lags behind its own safety point).
         Logs are decoded as they arrive: one that cannot be read is the endpoint's fault."""
         # The end block's hash is read before the logs: a reorg in between leaves a stored hash
@@ -237,19 +169,19 @@ class Scanner:
         block = await self.client.block(end)
         if block is None:
             return None, []
-        chain_id, escrow = self.config.chain_id, self.config.contract_address
+        config, events = self.config, self.events
         return block, await self.client.logs(
-            escrow, DEPOSIT_TOPIC, start, end, lambda logs: deposit_bodies(logs, chain_id, escrow)
+            config.contract_address, events.topics, start, end, lambda logs: events.bodies(logs, config)
         )
 
-    async def _store(self, end: int, block_hash: bytes, deposits: list[bytes], safe: int) -> None:
-        """One chunk's deposits and progress, in one transaction."""
+    async def _store(self, end: int, block_hash: bytes, bodies: list[bytes], safe: int) -> None:
+        """One chunk's events and progress, in one transaction."""
         self.checkpoints = [*self.checkpoints, (end, block_hash.hex())][-_MAX_CHECKPOINTS:]
         async with self.store.transaction() as tx:
-            for body in deposits:
-                await tx.broadcast(CREDIT_ACCOUNT, body)
+            for body in bodies:
+                await tx.broadcast(self.events.resolution, body)
             await self._save(tx, end, block_hash)
-        self.status.count("deposits_seen", len(deposits))
+        self.status.count("events_seen", len(bodies))
         self._progress(safe)
 
     async def scan(self, safe: int) -> None:
@@ -271,7 +203,7 @@ class Scanner:
             while ahead is not None:
                 start, end, fetching = ahead
                 try:
-                    block, deposits = await fetching
+                    block, bodies = await fetching
                 except RangeTooLarge as exc:
                     self._refused(exc, start, end)
                     ahead = fetch(start)
@@ -280,10 +212,10 @@ class Scanner:
                     break
                 self.chunk = min(self.config.max_chunk_size, self.chunk + max(1, self.chunk // 4))
                 ahead = fetch(end + 1) if end < safe else None
-                del fetching  # its result is in ``deposits``: the next chunk's are on their way
+                del fetching  # its result is in ``bodies``: the next chunk's are on their way
                 if storing is not None:
                     await storing  # the chunk before is stored first
-                storing = asyncio.ensure_future(self._store(end, block[1], deposits, safe))
+                storing = asyncio.ensure_future(self._store(end, block[1], bodies, safe))
             if storing is not None:
                 await storing
         finally:

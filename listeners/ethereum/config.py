@@ -1,9 +1,9 @@
-"""The ``[app.extensions.eth_deposits]`` table."""
+"""The config table of an Ethereum event listener: where to read, how much to trust it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from eth_utils.address import is_hex_address, to_checksum_address
 from pydantic import (
@@ -19,9 +19,10 @@ from pydantic import (
 DAY = 86_400
 
 
-class EthDepositsConfig(BaseModel):
-    """Ethereum deposits into a BridgeEscrow (`listeners/eth_deposits`). Every mistake here
-    stops the node at start with a message naming the key."""
+class EthereumConfig(BaseModel):
+    """An Ethereum event listener's table (`listeners.ethereum`): the endpoints, the contract,
+    what is final and how to scan. Every mistake stops the node at start with a message
+    naming the key. Subclass it to add keys of your own (``extra`` stays forbidden)."""
 
     # No setting means inf or nan, which TOML and float() accept.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -39,13 +40,15 @@ class EthDepositsConfig(BaseModel):
         description="how many endpoints of rpc_url (at most all) must return the same logs and block "
         "hashes before they are believed; the safety point is the lowest of their heads. 1: failover",
     )
-    # The BridgeEscrow contract whose Deposit events are credited.
-    contract_address: str = Field(description="the BridgeEscrow contract whose Deposit events are credited")
+    # The contract whose events are read.
+    contract_address: str = Field(description="the contract whose events are read")
     # The chain id the endpoints must serve; checked at start.
     chain_id: int = Field(gt=0, description="the chain id every endpoint must serve; checked at start")
     # First block to scan when the listener has no progress stored (the escrow's deployment block).
     starting_height: int = Field(
-        0, ge=0, description="first block to scan when no progress is stored (the escrow's deployment block)"
+        0,
+        ge=0,
+        description="first block to scan when no progress is stored (the contract's deployment block)",
     )
     # What counts as safe to vote on: `required_confirmations` blocks behind the head, or
     # the chain's own "safe" / "finalized" block.
@@ -108,13 +111,13 @@ class EthDepositsConfig(BaseModel):
         return to_checksum_address(value)
 
     @model_validator(mode="after")
-    def _chunks(self) -> EthDepositsConfig:
+    def _chunks(self) -> EthereumConfig:
         if self.max_chunk_size < self.block_sync_chunk_size:
             raise ValueError("max_chunk_size must be at least block_sync_chunk_size")
         return self
 
     @classmethod
-    def parse(cls, table: Mapping[str, Any], prefix: str) -> EthDepositsConfig:
+    def parse(cls, table: Mapping[str, Any], prefix: str) -> Self:
         """Validate a config table; errors name the full key, e.g. ``<prefix>.chain_id``."""
         try:
             return cls.model_validate(dict(table))

@@ -1,6 +1,6 @@
-"""JSON-RPC access to Ethereum for the deposit listener: raw requests through web3's
-providers, failover across endpoints, and errors sorted into "retry later" and "ask for a
-smaller range"."""
+"""JSON-RPC access to Ethereum for the event listener: raw requests over a kept-alive HTTP
+session (web3's provider for ws), failover across endpoints or a quorum of them, answers
+read strictly, and errors sorted into "retry later" and "ask for a smaller range"."""
 
 from __future__ import annotations
 
@@ -307,13 +307,19 @@ class EthClient:
         return await self.request("eth_getCode", [address, "latest"], data)
 
     async def logs(
-        self, address: str, topic: str, from_block: int, to_block: int, parse: Callable[[list[Any]], T]
+        self,
+        address: str,
+        topics: tuple[str, ...],
+        from_block: int,
+        to_block: int,
+        parse: Callable[[list[Any]], T],
     ) -> T:
-        """``parse`` of the logs of ``address`` with first topic ``topic`` in the range: it
-        decodes them, and raises (one of MALFORMED) on a log it cannot read."""
+        """``parse`` of the logs of ``address`` whose first topic is one of ``topics`` in the
+        range: it decodes them, and raises (one of MALFORMED) on a log it cannot read."""
+        first: str | list[str] = topics[0] if len(topics) == 1 else list(topics)
         params = {
             "address": address,
-            "topics": [topic],
+            "topics": [first],
             "fromBlock": hex(from_block),
             "toBlock": hex(to_block),
         }
