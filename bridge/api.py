@@ -1,5 +1,6 @@
 """The node's HTTP API (aiohttp). Every error is JSON: ``{"error": "..."}`` with a 4xx code
-for bad input."""
+for bad input; ``POST /v1/tx`` answers each transaction result code with the status that
+``bridge.errors.TX_HTTP_STATUS`` gives it (503: send it again later)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.deposits import find_deposits, orphaned_credits
 from bridge.encoding import Reader
-from bridge.errors import TxError
+from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
 from bridge.ledger import governance
 from bridge.txs import MAX_TX_BYTES, Tx
@@ -262,11 +263,23 @@ async def submit(request: web.Request) -> web.Response:
     try:
         tx_hash = Tx.decode(raw).hash().hex()
     except TxError as exc:
-        return web.json_response({"error": str(exc), "code": int(exc.code)}, status=400)
+        return _tx_answer(exc.code, str(exc))
     result = await request.app[NODE].engine.submit(raw)
-    if not result.ok:
-        return web.json_response({"error": result.log, "code": int(result.code), "hash": tx_hash}, status=400)
-    return web.json_response({"hash": tx_hash, "code": 0})
+    return _tx_answer(result.code, result.log, tx_hash)
+
+
+def _tx_answer(code: TxCode, message: str, tx_hash: str | None = None) -> web.Response:
+    """A transaction's result, with the HTTP status of its code. An error carries the message
+    as ``error``; a success that is no plain OK (a duplicate) carries it as ``info``."""
+    status = TX_HTTP_STATUS[code]
+    body: dict[str, Any] = {} if tx_hash is None else {"hash": tx_hash}
+    body["code"] = int(code)
+    if status >= 400:
+        body["error"] = message
+    elif code != TxCode.OK:
+        body["info"] = message
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    return web.json_response(body, status=status, headers=headers)
 
 
 def create_app(node: Node, body_timeout: float = BODY_TIMEOUT) -> web.Application:

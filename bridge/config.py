@@ -65,7 +65,9 @@ class BroadcasterConfig(Section):
 
 class ListenersConfig(Section):
     restart_policy: Literal["never", "always"] = Field(
-        "never", description='"never": a failing listener stops the node; "always": restart it'
+        "never",
+        description='"never": a failing listener stops the node; "always": restart it. A listener\'s '
+        "misconfiguration (`listeners.ConfigError`) stops the node under either",
     )
     restart_max_delay: float = Field(
         60.0, gt=0, le=DAY, description="cap of the restart backoff, seconds; at most a day"
@@ -191,6 +193,7 @@ resend_timeout = 5.0
 [listeners]
 # "never": a listener that raises stops the node (exit code 1).
 # "always": it is restarted with a capped exponential backoff.
+# Either way a misconfigured listener (a wrong [app.extensions.NAME] table) stops the node.
 restart_policy = "never"
 
 # Each listener reads its own [app.extensions.NAME] table; a listener without one does not

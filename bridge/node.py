@@ -29,6 +29,7 @@ from bridge.ledger import BlockResult, Genesis, Ledger, TxResult
 from bridge.metrics import ListenerCollector, Metrics
 from bridge.sqlite import disk_full
 from bridge.supervisor import Supervisor
+from listeners import ConfigError as ListenerConfigError
 from listeners import ListenerStatus, Service, registered_listeners
 
 log = logging.getLogger("bridge.node")
@@ -224,6 +225,8 @@ class Node:
             if self.fatal:
                 if disk_full(self.fatal[1]):
                     log.error(DISK_FULL, f"listener {self.fatal[0]}", data)
+                elif isinstance(self.fatal[1], ListenerConfigError):
+                    log.error("stopping: listener %s is misconfigured: %s", *self.fatal)
                 else:
                     log.error("stopping: listener %s failed: %s", self.fatal[0], self.fatal[1])
                 return 1

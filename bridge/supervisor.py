@@ -1,8 +1,10 @@
 """Starts listeners while the node is an active validator, and cancels them when it is not.
 
-A listener that raises stops the node (its error is logged and the node exits non-zero),
-unless ``restart_policy = "always"``: then it is restarted after a capped, jittered
-exponential delay. A listener that returns is done until the next promotion.
+A listener that raises :class:`listeners.ConfigError` (misconfiguration) stops the node
+whatever the policy: restarting cannot fix a config file, and the node reports it in one
+line, without a traceback. Any other exception stops the node too (logged with its
+traceback), unless ``restart_policy = "always"``: then the listener is restarted after a
+capped, jittered exponential delay. A listener that returns is done until the next promotion.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import backoff
 
 from bridge.eventstore import EventStore
 from bridge.sqlite import disk_full
-from listeners import ListenFunc, Service
+from listeners import ConfigError, ListenFunc, Service
 
 log = logging.getLogger("bridge.supervisor")
 
@@ -88,6 +90,11 @@ class Supervisor:
             except asyncio.CancelledError:
                 self.states[name] = STOPPED
                 raise
+            except ConfigError as exc:
+                # The node logs the one line (the message names the key) as it stops.
+                self.states[name] = FAILED
+                self._on_fatal(name, exc)
+                return
             except Exception as exc:
                 if self._policy != "always":
                     # A full disk is reported by the node in one line, without a traceback.

@@ -8,8 +8,10 @@ their ed25519 key (32-byte signer); users sign EIP-712 typed data with their Eth
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar, get_args
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
@@ -20,7 +22,6 @@ from bridge.keys import NodeKey, verify_ed25519
 from resolutions import MAX_BODY_BYTES
 
 VERSION = 1
-TX_TYPES = ("vote", "join", "approve", "leave", "remove", "transfer")
 MAX_TX_BYTES = 1 << 20
 MAX_VOTES_PER_TX = 2000
 ED25519_PREFIX = b"bridge-tx-v1\x00"
@@ -97,7 +98,8 @@ class Tx:
         }
 
     def sign_ed25519(self, key: NodeKey) -> Tx:
-        assert key.public == self.signer, "signer must be the key's public key"
+        if key.public != self.signer:  # not an assert: `python -O` would sign a useless tx
+            raise ValueError("signer must be the key's public key")
         return replace(self, signature=key.sign(ED25519_PREFIX + self.unsigned()))
 
     def sign_eth(self, private_key: bytes | str) -> Tx:
@@ -124,10 +126,20 @@ class Tx:
 
 
 # -- payloads -- #
+#
+# One frozen dataclass per transaction type. ``Payload`` below is the list of types, written
+# once: ``PAYLOADS`` and ``TX_TYPES`` derive from it, and the ledger handles a payload with
+# ``match`` over it (mypy checks that every type is handled). Each class reads its fields
+# from a Reader and writes them back in the one canonical encoding.
 
 
 @dataclass(frozen=True)
 class Vote:
+    """One or more (resolution type, body) events a validator saw."""
+
+    TX_TYPE: ClassVar[str] = "vote"
+    BY_VALIDATOR: ClassVar[bool] = True  # only a validator may sign it
+
     events: tuple[tuple[str, bytes], ...]  # (resolution type, body) pairs
 
     def encode(self) -> bytes:
@@ -136,49 +148,131 @@ class Vote:
             w.text(event_type).blob(body)
         return w.finish()
 
+    @classmethod
+    def read(cls, r: Reader) -> Vote:
+        n = r.u32()
+        if n == 0 or n > MAX_VOTES_PER_TX:
+            raise DecodeError(f"a vote carries 1 to {MAX_VOTES_PER_TX} events, not {n}")
+        return cls(r.pairs(n, 64, MAX_BODY_BYTES))
+
+
+@dataclass(frozen=True)
+class Join:
+    """A request by the signing ed25519 key to become a validator with ``power``."""
+
+    TX_TYPE: ClassVar[str] = "join"
+    BY_VALIDATOR: ClassVar[bool] = False
+
+    power: int
+
+    def encode(self) -> bytes:
+        return Writer().u64(self.power).finish()
+
+    @classmethod
+    def read(cls, r: Reader) -> Join:
+        power = r.u64()
+        if not 0 < power < 2**63:  # CometBFT's powers are int64
+            raise DecodeError("join power must be positive and below 2**63")
+        return cls(power)
+
+
+@dataclass(frozen=True)
+class Approve:
+    """A validator's vote for a pending join or remove request (its resolution id)."""
+
+    TX_TYPE: ClassVar[str] = "approve"
+    BY_VALIDATOR: ClassVar[bool] = True
+
+    request_id: bytes  # 32 bytes
+
+    def encode(self) -> bytes:
+        return Writer().raw(self.request_id).finish()
+
+    @classmethod
+    def read(cls, r: Reader) -> Approve:
+        return cls(r.fixed(32))
+
+
+@dataclass(frozen=True)
+class Leave:
+    """The signing validator steps down."""
+
+    TX_TYPE: ClassVar[str] = "leave"
+    BY_VALIDATOR: ClassVar[bool] = True
+
+    def encode(self) -> bytes:
+        return b""
+
+    @classmethod
+    def read(cls, r: Reader) -> Leave:
+        return cls()
+
+
+@dataclass(frozen=True)
+class Remove:
+    """A validator's vote to remove the validator ``pubkey``."""
+
+    TX_TYPE: ClassVar[str] = "remove"
+    BY_VALIDATOR: ClassVar[bool] = True
+
+    pubkey: bytes  # 32-byte ed25519 key
+
+    def encode(self) -> bytes:
+        return Writer().raw(self.pubkey).finish()
+
+    @classmethod
+    def read(cls, r: Reader) -> Remove:
+        return cls(r.fixed(32))
+
 
 @dataclass(frozen=True)
 class Transfer:
+    """Moves ledger balance from the signer's account to ``to``."""
+
+    TX_TYPE: ClassVar[str] = "transfer"
+    BY_VALIDATOR: ClassVar[bool] = False
+
     to: bytes  # 20-byte address or 32-byte key
     amount: int
 
     def encode(self) -> bytes:
         return Writer().blob(self.to).uint(self.amount).finish()
 
+    @classmethod
+    def read(cls, r: Reader) -> Transfer:
+        to = r.blob(32)
+        if len(to) not in (20, 32):
+            raise DecodeError("transfer recipient must be 20 or 32 bytes")
+        amount = r.uint()
+        if amount == 0:
+            raise DecodeError("transfer amount must be positive")
+        return cls(to, amount)
 
-def decode_payload(tx: Tx) -> Any:
+
+Payload = Vote | Join | Approve | Leave | Remove | Transfer
+"""Every transaction payload: the closed set of transaction types, in their wire order."""
+
+PAYLOADS: Mapping[str, type[Payload]] = MappingProxyType({cls.TX_TYPE: cls for cls in get_args(Payload)})
+"""Transaction type name -> payload class."""
+
+TX_TYPES: tuple[str, ...] = tuple(PAYLOADS)
+
+
+def decode_payload(tx: Tx) -> Payload:
     """The typed payload of ``tx``; ``TxError(INVALID_PAYLOAD)`` when it is malformed."""
+    cls = PAYLOADS.get(tx.type)
+    if cls is None:
+        raise TxError(TxCode.UNKNOWN_TYPE, f"unknown transaction type {tx.type!r}")
     r = Reader(tx.payload)
     try:
-        out: Any
-        if tx.type == "vote":
-            n = r.u32()
-            if n == 0 or n > MAX_VOTES_PER_TX:
-                raise DecodeError(f"a vote carries 1 to {MAX_VOTES_PER_TX} events, not {n}")
-            out = Vote(r.pairs(n, 64, MAX_BODY_BYTES))
-        elif tx.type == "join":
-            out = r.u64()
-            if not 0 < out < 2**63:  # CometBFT's powers are int64
-                raise DecodeError("join power must be positive and below 2**63")
-        elif tx.type in ("approve", "remove"):
-            out = r.fixed(32)
-        elif tx.type == "leave":
-            out = None
-        else:  # transfer
-            to = r.blob(32)
-            if len(to) not in (20, 32):
-                raise DecodeError("transfer recipient must be 20 or 32 bytes")
-            amount = r.uint()
-            if amount == 0:
-                raise DecodeError("transfer amount must be positive")
-            out = Transfer(to, amount)
+        payload = cls.read(r)
         r.done()
-        return out
     except DecodeError as exc:
         raise TxError(TxCode.INVALID_PAYLOAD, f"invalid {tx.type} payload: {exc}") from None
+    return payload
 
 
 def encode_join(power: int) -> bytes:
     if not 0 < power <= MAX_U64:
         raise ValueError("power must be a positive 64-bit integer")
-    return Writer().u64(power).finish()
+    return Join(power).encode()

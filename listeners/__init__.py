@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 __all__ = [
+    "ConfigError",
     "EventStore",
     "ListenFunc",
     "ListenerStatus",
@@ -36,6 +37,14 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
+
+
+class ConfigError(ValueError):
+    """Raise it from a listener when its configuration is wrong (a missing or invalid key, the
+    wrong chain id, no contract at the address): the node stops at once, whatever the restart
+    policy, and logs one line, the message, with no traceback. Name the key in the message,
+    e.g. ``app.extensions.my_source.url: must be an http(s) URL``; :func:`parse_config`
+    raises it so. Any other exception is a failure the restart policy applies to."""
 
 
 class EventStore(Protocol):
@@ -119,10 +128,12 @@ forever. It is cancelled (``asyncio.CancelledError``) when the node stops being 
 or shuts down, and called again on re-promotion: keep progress in the store and resume from
 it. Hold resources with ``async with`` or ``try/finally`` so cancellation releases them.
 
-Retry transient failures (timeouts, rate limits, disconnects) yourself. Raise for a broken
-configuration: the node stops with the error logged, unless the operator set a restart
-policy. If ``service.config`` is ``None`` the listener is not configured on this node:
-log that and return; the node runs on.
+Retry transient failures (timeouts, rate limits, disconnects) yourself. Raise
+:class:`ConfigError` for a broken configuration: the node stops at once with that one line,
+even under ``restart_policy = "always"``. Any other exception stops the node with its
+traceback logged, or with ``restart_policy = "always"`` restarts the listener after a
+backoff. If ``service.config`` is ``None`` the listener is not configured on this node: log
+that and return; the node runs on.
 """
 
 _registry: dict[str, ListenFunc] = {}
@@ -176,13 +187,13 @@ def listener_config(name: str) -> type[BaseModel] | None:
 
 
 def parse_config(service: Service, model: type[Config]) -> Config:
-    """``service.config`` validated by ``model``. A ``ValueError`` names every bad key in
-    full (``app.extensions.NAME.key: problem``), so the operator knows what to fix."""
+    """``service.config`` validated by ``model``. A :class:`ConfigError` names every bad key
+    in full (``app.extensions.NAME.key: problem``), so the operator knows what to fix."""
     prefix = f"app.extensions.{service.name}"
     try:
         return model.model_validate(dict(service.config or {}))
     except ValidationError as exc:
-        raise ValueError(
+        raise ConfigError(
             "; ".join(f"{'.'.join([prefix, *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors())
         ) from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -18,10 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from bridge.cli import main as cli_main
 from bridge.config import KEY_FILE
 from bridge.encoding import event_id
-from bridge.errors import TxCode
+from bridge.errors import TX_HTTP_STATUS, TxCode
 from bridge.keys import NodeKey
+from bridge.ledger.types import TxResult
 from bridge.node import Node
 from bridge.txs import MAX_TX_BYTES, Tx, Vote
+from listeners import EventStore, Service, register_listener
 from resolutions.oracle_value import ORACLE_VALUE, OracleReading
 
 DEADLINE = 30.0
@@ -338,22 +341,27 @@ async def test_submit_vote_resolves_and_replay_is_rejected(running: Running) -> 
 
 
 async def test_restarting_listener(tmp_path: Path) -> None:
-    """With restart_policy "always" a broken listener is restarted: the node is not ready
-    meanwhile, the restarts are counted, and the node still stops cleanly."""
-    config = '[app.extensions.http_oracle]\nurl = "ftp://x"\n'
+    """With restart_policy "always" a listener that fails at run time is restarted: the node
+    is not ready meanwhile, the restarts are counted, and the node still stops cleanly. (A
+    broken table no longer serves here: misconfiguration is always fatal, see below.)"""
+
+    @register_listener("crashing")
+    async def crashing(service: Service, store: EventStore) -> None:
+        raise RuntimeError("the source went away")
+
     policy = 'restart_policy = "always"\nrestart_max_delay = 0.05'
-    async with start_node(tmp_path / "home", config, {'restart_policy = "never"': policy}) as running:
+    async with start_node(tmp_path / "home", "", {'restart_policy = "never"': policy}) as running:
 
         async def restarted() -> bool:
             _, body = await running.get("/v1/status")
-            return bool(body["listeners"]["http_oracle"]["restarts"] >= 2)
+            return bool(body["listeners"]["crashing"]["restarts"] >= 2)
 
         await wait_for("the listener to be restarted", restarted)
 
         async def counted() -> bool:
             families = await metric_families(running)
             samples = [s for s in families["bridge_listener_restarts"].samples if s.name.endswith("_total")]
-            return any(s.labels == {"listener": "http_oracle"} and s.value >= 2 for s in samples)
+            return any(s.labels == {"listener": "crashing"} and s.value >= 2 for s in samples)
 
         await wait_for("the restarts metric", counted)
 
@@ -362,10 +370,81 @@ async def test_restarting_listener(tmp_path: Path) -> None:
                 body = await r.json()
                 return r.status == 503 and body == {
                     "ready": False,
-                    "problems": ["listener_restarting:http_oracle"],
+                    "problems": ["listener_restarting:crashing"],
                 }
 
         await wait_for("/ready to report the restarting listener", not_ready)
+
+
+def test_misconfigured_listener_stops_the_node_even_with_restart_always(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A present but wrong table is misconfiguration: `bridge start` exits 1 at once, with
+    one line naming the key and no traceback, though the policy is "always" (no loop)."""
+    home = tmp_path / "home"
+    assert cli_main(["init", "--home", str(home), "--api-port", "0"]) == 0
+    config = home / "config.toml"
+    policy = 'restart_policy = "always"\nrestart_max_delay = 0.05'
+    text = config.read_text().replace('restart_policy = "never"', policy)
+    config.write_text(text + '\n[app.extensions.http_oracle]\nurl = "ftp://x"\n')
+    with caplog.at_level(logging.INFO):
+        assert cli_main(["start", "--home", str(home)]) == 1
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        "stopping: listener http_oracle is misconfigured: app.extensions.http_oracle.url: "
+        "Value error, must be an http(s) URL, got 'ftp://x'"
+    ]
+    assert errors[0].exc_info is None
+    assert not [r for r in caplog.records if "restart" in r.getMessage()]
+
+
+def test_every_tx_code_has_one_http_status() -> None:
+    """The table POST /v1/tx answers from is complete: a new TxCode must be given a status."""
+    assert set(TX_HTTP_STATUS) == set(TxCode)
+    retry_later = {TxCode.MEMPOOL_FULL, TxCode.BLOCK_FULL, TxCode.INTERNAL}
+    assert {c for c, s in TX_HTTP_STATUS.items() if s == 503} == retry_later
+    assert {c for c, s in TX_HTTP_STATUS.items() if s < 300} == {TxCode.OK, TxCode.DUPLICATE}
+    assert TX_HTTP_STATUS[TxCode.TOO_MANY_PENDING] == 429
+    assert TX_HTTP_STATUS[TxCode.TOO_LARGE] == 413
+    mistakes = set(TxCode) - retry_later - {TxCode.OK, TxCode.DUPLICATE, TxCode.TOO_MANY_PENDING}
+    assert {TX_HTTP_STATUS[c] for c in mistakes - {TxCode.TOO_LARGE}} == {400}
+
+
+@pytest.mark.parametrize("code", list(TxCode))
+async def test_submit_answers_each_code_with_its_status(
+    running: Running, monkeypatch: pytest.MonkeyPatch, code: TxCode
+) -> None:
+    """Whatever the engine answers, POST /v1/tx takes the status from the one table."""
+
+    async def submit(raw: bytes) -> TxResult:
+        return TxResult(code, "" if code == TxCode.OK else f"because {code.name}")
+
+    monkeypatch.setattr(running.node.engine, "submit", submit)
+    tx = vote_tx(running.node, running.node.key, 0, OracleReading(1, "x"))
+    async with running.http.post(running.url + "/v1/tx", json={"tx": "0x" + tx.encode().hex()}) as r:
+        status, body = r.status, await r.json()
+        retry_after = r.headers.get("Retry-After")
+    assert status == TX_HTTP_STATUS[code]
+    assert (body["hash"], body["code"]) == (tx.hash().hex(), code)
+    assert retry_after == ("1" if status in (429, 503) else None)
+    if status >= 400:
+        assert body["error"] == f"because {code.name}"
+    elif code == TxCode.OK:
+        assert body == {"hash": tx.hash().hex(), "code": 0}
+    else:  # a duplicate: accepted already, and said so
+        assert body["info"] == f"because {code.name}"
+
+
+async def test_full_mempool_is_503(running: Running) -> None:
+    """A full mempool is no fault of the client: 503, send it again later."""
+    node = running.node
+    node.engine.mempool.max_txs = 0  # type: ignore[attr-defined]  # the solo engine's mempool
+    tx = vote_tx(node, node.key, await node.ledger.nonce(node.key.public), OracleReading(1, "x"))
+    async with running.http.post(running.url + "/v1/tx", json={"tx": "0x" + tx.encode().hex()}) as r:
+        assert (r.status, r.headers.get("Retry-After")) == (503, "1")
+        body = await r.json()
+    assert (body["code"], body["hash"]) == (TxCode.MEMPOOL_FULL, tx.hash().hex())
+    assert "mempool is full" in body["error"]
 
 
 async def test_submit_too_large(running: Running) -> None:

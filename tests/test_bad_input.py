@@ -374,7 +374,7 @@ async def test_each_attack_is_rejected_and_changes_nothing(api: Api) -> None:
     big = "0x" + (b"\x01" * (MAX_TX_BYTES + 1)).hex()
     before = [await api.account(s) for s in watched]
     status, body = await api.call("POST", "/v1/tx", data=io.BytesIO(json.dumps({"tx": big}).encode()))
-    assert (status, body["code"]) == (400, TxCode.TOO_LARGE)
+    assert (status, body["code"]) == (413, TxCode.TOO_LARGE)  # as the oversized body below
     status, body = await api.call("POST", "/v1/tx", data=io.BytesIO(b"{" * (2 * MAX_TX_BYTES + 100)))
     assert status == 413
     await api.blocks(3)

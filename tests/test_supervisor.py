@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from bridge.errors import ConfigError as BridgeConfigError
 from bridge.eventstore import EventStore
 from bridge.supervisor import FAILED, FINISHED, RESTARTING, RUNNING, STOPPED, Supervisor
+from listeners import ConfigError, ListenFunc, Service
 from listeners import EventStore as ListenerStore
-from listeners import ListenFunc, Service
 
 WAIT = 10.0  # a safety net against hangs, never a timing assertion
 
@@ -246,3 +247,44 @@ async def test_listener_that_returns_is_finished_until_next_promotion(store: Eve
     await sup.stop()
     assert sup.states == {"once": FINISHED}
     assert fatal.calls == []
+
+
+@pytest.mark.parametrize("error_class", [ConfigError, BridgeConfigError])
+async def test_config_error_is_fatal_even_with_policy_always(
+    store: EventStore, caplog: pytest.LogCaptureFixture, error_class: type[ConfigError]
+) -> None:
+    """Misconfiguration stops the node at once whatever the policy (no restart loop on a
+    config file), while a RuntimeError beside it is restarted. The node logs the one line."""
+    error = error_class("app.extensions.broken.url: must be an http(s) URL")
+    runs = crashes = 0
+    crashed_twice = asyncio.Event()
+
+    async def broken(service: Service, s: ListenerStore) -> None:
+        nonlocal runs
+        runs += 1
+        raise error
+
+    async def crashing(service: Service, s: ListenerStore) -> None:
+        nonlocal crashes
+        crashes += 1
+        if crashes == 2:
+            crashed_twice.set()
+        raise RuntimeError("the source went away")
+
+    fatal = Fatal()
+    listeners: dict[str, ListenFunc] = {"broken": broken, "crashing": crashing}
+    sup = supervisor(store, listeners, fatal, restart_policy="always", restart_max_delay=0.001)
+    with caplog.at_level(logging.ERROR, logger="bridge.supervisor"):
+        await sup.update(True)
+        await asyncio.wait_for(fatal.called.wait(), WAIT)
+        await asyncio.wait_for(crashed_twice.wait(), WAIT)
+
+    assert runs == 1
+    assert sup.restarts["broken"] == 0 and sup.states["broken"] == FAILED
+    assert sup.restarts["crashing"] >= 1
+    assert sup.states["crashing"] in (RUNNING, RESTARTING)
+    assert fatal.calls == [("broken", error)]  # the crashing one never reaches on_fatal
+    assert not [r for r in caplog.records if "broken" in r.getMessage()]  # the node says it
+    await sup.stop()
+    assert sup.states == {"broken": FAILED, "crashing": STOPPED}
+    assert runs == 1

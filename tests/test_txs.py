@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 
 import pytest
 from eth_account import Account
@@ -16,8 +16,14 @@ from bridge.errors import DecodeError, TxCode, TxError
 from bridge.keys import NodeKey
 from bridge.txs import (
     MAX_TX_BYTES,
+    PAYLOADS,
     TX_TYPES,
     VERSION,
+    Approve,
+    Join,
+    Leave,
+    Payload,
+    Remove,
     Transfer,
     Tx,
     Vote,
@@ -158,15 +164,30 @@ def test_negative_uint_cannot_be_written() -> None:
     ("type_", "payload", "expected"),
     [
         ("vote", SAMPLE_VOTE.encode(), SAMPLE_VOTE),
-        ("join", encode_join(5), 5),
-        ("approve", b"\x07" * 32, b"\x07" * 32),
-        ("remove", b"\x08" * 32, b"\x08" * 32),
-        ("leave", b"", None),
+        ("join", encode_join(5), Join(5)),
+        ("approve", b"\x07" * 32, Approve(b"\x07" * 32)),
+        ("remove", b"\x08" * 32, Remove(b"\x08" * 32)),
+        ("leave", b"", Leave()),
         ("transfer", Transfer(b"\x09" * 32, 2**200).encode(), Transfer(b"\x09" * 32, 2**200)),
     ],
 )
-def test_payload_roundtrip(type_: str, payload: bytes, expected: object) -> None:
-    assert decode_payload(Tx("c", type_, KEY.public, 0, payload)) == expected
+def test_payload_roundtrip(type_: str, payload: bytes, expected: Payload) -> None:
+    decoded = decode_payload(Tx("c", type_, KEY.public, 0, payload))
+    assert decoded == expected
+    assert type(decoded).TX_TYPE == type_
+    assert decoded.encode() == payload
+    with pytest.raises(FrozenInstanceError):
+        decoded.__setattr__("TX_TYPE", "other")
+
+
+def test_the_type_list_is_written_once() -> None:
+    """TX_TYPES is the wire names of the payload classes; a name no class has is refused
+    as an unknown type, not read as some other payload."""
+    assert TX_TYPES == ("vote", "join", "approve", "leave", "remove", "transfer")
+    assert all(PAYLOADS[name].TX_TYPE == name for name in TX_TYPES)
+    with pytest.raises(TxError) as info:
+        decode_payload(Tx("c", "mint", KEY.public, 0, b""))
+    assert info.value.code == TxCode.UNKNOWN_TYPE
 
 
 @pytest.mark.parametrize(
@@ -222,7 +243,7 @@ def test_ed25519_signature_is_domain_separated() -> None:
 
 
 def test_ed25519_sign_requires_matching_key() -> None:
-    with pytest.raises(AssertionError):
+    with pytest.raises(ValueError, match="signer must be the key's public key"):
         sample_tx().sign_ed25519(NodeKey.generate())
 
 
@@ -335,18 +356,6 @@ def test_mutated_encodings_only_raise_tx_error(tx: Tx, data: st.DataObject) -> N
     check_decode(mutate(tx.encode(), data))
 
 
-def encode_payload(type_: str, value: object) -> bytes:
-    if isinstance(value, Vote | Transfer):
-        return value.encode()
-    if type_ == "join":
-        assert isinstance(value, int)
-        return encode_join(value)
-    if type_ == "leave":
-        return b""
-    assert isinstance(value, bytes)
-    return value
-
-
 @settings(max_examples=300)
 @given(st.sampled_from(TX_TYPES), st.binary(max_size=80))
 def test_random_payloads_only_raise_tx_error_and_roundtrip(type_: str, payload: bytes) -> None:
@@ -355,4 +364,5 @@ def test_random_payloads_only_raise_tx_error_and_roundtrip(type_: str, payload: 
     except TxError as exc:
         assert exc.code == TxCode.INVALID_PAYLOAD
         return
-    assert encode_payload(type_, value) == payload
+    assert type(value).TX_TYPE == type_
+    assert value.encode() == payload

@@ -14,6 +14,7 @@ import logging
 import sqlite3
 from fractions import Fraction
 from pathlib import Path
+from typing import assert_never
 
 import aiosqlite
 
@@ -24,7 +25,7 @@ from bridge.keys import account_id
 from bridge.ledger import governance
 from bridge.ledger.state import ResolutionRow, State, block_hash
 from bridge.ledger.types import Block, BlockResult, Genesis, TxResult
-from bridge.txs import Transfer, Tx, Vote, decode_payload
+from bridge.txs import Approve, Join, Leave, Payload, Remove, Transfer, Tx, Vote, decode_payload
 from resolutions import BlockContext, Resolution, ResolutionConfig, get_resolution, registered_resolutions
 
 log = logging.getLogger("bridge.ledger")
@@ -205,7 +206,7 @@ class Ledger:
 
     # -- ABCI: mempool -- #
 
-    def _authenticate(self, raw: bytes) -> tuple[Tx, object]:
+    def _authenticate(self, raw: bytes) -> tuple[Tx, Payload]:
         tx = Tx.decode(raw)
         if tx.chain_id != self.chain_id:
             raise TxError(
@@ -229,28 +230,33 @@ class Ledger:
                     f"nonce {tx.nonce} is too far ahead: the next is {expected}, at most "
                     f"{MAX_NONCE_AHEAD - 1} more may wait",
                 )
-            if tx.type in ("vote", "approve", "remove", "leave") and tx.signer not in self.validators:
+            if payload.BY_VALIDATOR and tx.signer not in self.validators:
                 raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
-            if isinstance(payload, Vote):
-                self._check_types(payload)
-            elif isinstance(payload, Transfer):
-                balance = await self.view.balance(account_id(tx.signer))
-                if balance < payload.amount:
-                    raise TxError(
-                        TxCode.INSUFFICIENT_BALANCE,
-                        f"balance {balance} is less than the amount {payload.amount}",
-                    )
-            elif tx.type == "join":
-                if len(tx.signer) != 32 or tx.signer in self.validators:
-                    raise TxError(
-                        TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet"
-                    )
-                balance = await self.view.balance(account_id(tx.signer))
-                if balance < self.join_bond:
-                    raise TxError(
-                        TxCode.INSUFFICIENT_BALANCE,
-                        f"a join request locks a bond of {self.join_bond}; the key's account holds {balance}",
-                    )
+            match payload:
+                case Vote():
+                    self._check_types(payload)
+                case Transfer(amount=amount):
+                    balance = await self.view.balance(account_id(tx.signer))
+                    if balance < amount:
+                        raise TxError(
+                            TxCode.INSUFFICIENT_BALANCE, f"balance {balance} is less than the amount {amount}"
+                        )
+                case Join():
+                    if len(tx.signer) != 32 or tx.signer in self.validators:
+                        raise TxError(
+                            TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet"
+                        )
+                    balance = await self.view.balance(account_id(tx.signer))
+                    if balance < self.join_bond:
+                        raise TxError(
+                            TxCode.INSUFFICIENT_BALANCE,
+                            f"a join request locks a bond of {self.join_bond};"
+                            f" the key's account holds {balance}",
+                        )
+                case Approve() | Remove() | Leave():
+                    pass  # checked against the state they meet when they execute
+                case _:
+                    assert_never(payload)
         except TxError as exc:
             return TxResult(exc.code, str(exc))
         return TxResult()
@@ -375,54 +381,58 @@ class Ledger:
             return TxResult(exc.code, str(exc))
         return TxResult()
 
-    async def _execute(self, tx: Tx, payload: object, ctx: BlockContext) -> None:
+    async def _execute(self, tx: Tx, payload: Payload, ctx: BlockContext) -> None:
         s = self.state
         validators = await s.validators()
-        if tx.type in ("vote", "approve", "remove", "leave") and tx.signer not in validators:
+        if payload.BY_VALIDATOR and tx.signer not in validators:
             raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
-        if isinstance(payload, Vote):
-            self._check_types(payload)
-            if self._block_votes + len(payload.events) > MAX_VOTES_PER_BLOCK:
-                raise TxError(TxCode.BLOCK_FULL, f"the block already holds {self._block_votes} votes")
-            self._block_votes += len(payload.events)
-            await self._vote(tx.signer, list(dict.fromkeys(payload.events)), ctx)
-        elif isinstance(payload, Transfer):
-            app = LedgerApp(s, "", ctx.height)
-            try:
-                await app.debit(account_id(tx.signer), payload.amount)
-            except ValueError as exc:
-                raise TxError(TxCode.INSUFFICIENT_BALANCE, str(exc)) from None
-            await app.credit(account_id(payload.to), payload.amount)
-        elif tx.type == "join":
-            assert isinstance(payload, int)
-            if len(tx.signer) != 32 or tx.signer in validators:
-                raise TxError(TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet")
-            body = governance.join_body(tx.signer, payload, tx.nonce)
-            rid = await self._create(governance.JOIN, body, tx.signer, ctx)
-            if self.join_bond:
+        match payload:
+            case Vote(events=events):
+                self._check_types(payload)
+                if self._block_votes + len(events) > MAX_VOTES_PER_BLOCK:
+                    raise TxError(TxCode.BLOCK_FULL, f"the block already holds {self._block_votes} votes")
+                self._block_votes += len(events)
+                await self._vote(tx.signer, list(dict.fromkeys(events)), ctx)
+            case Transfer(to=to, amount=amount):
+                app = LedgerApp(s, "", ctx.height)
                 try:
-                    await LedgerApp(s, "", ctx.height).debit(account_id(tx.signer), self.join_bond)
+                    await app.debit(account_id(tx.signer), amount)
                 except ValueError as exc:
-                    raise TxError(TxCode.INSUFFICIENT_BALANCE, f"cannot lock the join bond: {exc}") from None
-                await LedgerApp(s, governance.JOIN, ctx.height).set(
-                    governance.bond_key(rid), governance.amount(self.join_bond)
-                )
-        elif tx.type == "approve":
-            assert isinstance(payload, bytes)
-            rows = await s.resolutions([payload])
-            if payload not in rows or rows[payload].type not in (governance.JOIN, governance.REMOVE):
-                raise TxError(TxCode.INVALID_PAYLOAD, "no pending validator request with that id")
-            await self._vote(tx.signer, [(rows[payload].type, rows[payload].body)], ctx)
-        elif tx.type == "remove":
-            assert isinstance(payload, bytes)
-            since = await s.validator_since(payload)
-            if since is None:
-                raise TxError(TxCode.INVALID_PAYLOAD, "the key to remove is not a validator")
-            await self._vote(tx.signer, [(governance.REMOVE, governance.remove_body(payload, since))], ctx)
-        elif tx.type == "leave":
-            if set(validators) == {tx.signer}:
-                raise TxError(TxCode.INVALID_PAYLOAD, "the last validator cannot leave")
-            await LedgerApp(s, "", ctx.height).set_validator_power(tx.signer, 0)
+                    raise TxError(TxCode.INSUFFICIENT_BALANCE, str(exc)) from None
+                await app.credit(account_id(to), amount)
+            case Join(power=power):
+                if len(tx.signer) != 32 or tx.signer in validators:
+                    raise TxError(
+                        TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet"
+                    )
+                body = governance.join_body(tx.signer, power, tx.nonce)
+                rid = await self._create(governance.JOIN, body, tx.signer, ctx)
+                if self.join_bond:
+                    try:
+                        await LedgerApp(s, "", ctx.height).debit(account_id(tx.signer), self.join_bond)
+                    except ValueError as exc:
+                        raise TxError(
+                            TxCode.INSUFFICIENT_BALANCE, f"cannot lock the join bond: {exc}"
+                        ) from None
+                    await LedgerApp(s, governance.JOIN, ctx.height).set(
+                        governance.bond_key(rid), governance.amount(self.join_bond)
+                    )
+            case Approve(request_id=rid):
+                rows = await s.resolutions([rid])
+                if rid not in rows or rows[rid].type not in (governance.JOIN, governance.REMOVE):
+                    raise TxError(TxCode.INVALID_PAYLOAD, "no pending validator request with that id")
+                await self._vote(tx.signer, [(rows[rid].type, rows[rid].body)], ctx)
+            case Remove(pubkey=pubkey):
+                since = await s.validator_since(pubkey)
+                if since is None:
+                    raise TxError(TxCode.INVALID_PAYLOAD, "the key to remove is not a validator")
+                await self._vote(tx.signer, [(governance.REMOVE, governance.remove_body(pubkey, since))], ctx)
+            case Leave():
+                if set(validators) == {tx.signer}:
+                    raise TxError(TxCode.INVALID_PAYLOAD, "the last validator cannot leave")
+                await LedgerApp(s, "", ctx.height).set_validator_power(tx.signer, 0)
+            case _:
+                assert_never(payload)
 
     async def _create(self, event_type: str, body: bytes, proposer: bytes, ctx: BlockContext) -> bytes:
         rid = event_id(event_type, body)

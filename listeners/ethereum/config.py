@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from listeners import ConfigError
+
 DAY = 86_400
 
 
@@ -126,4 +128,4 @@ class EthereumConfig(BaseModel):
                 f"{'.'.join([prefix, *map(str, e['loc'])]) if e['loc'] else prefix}: {e['msg']}"
                 for e in exc.errors()
             )
-            raise ValueError(problems) from None
+            raise ConfigError(problems) from None

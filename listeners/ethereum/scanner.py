@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from listeners import EventStore, Service
+from listeners import ConfigError, EventStore, Service
 from listeners.ethereum.client import EthClient, RangeTooLarge
 from listeners.ethereum.config import EthereumConfig
 
@@ -99,11 +99,11 @@ class Scanner:
         prefix = f"app.extensions.{self.service.name}"
         served = await self.client.chain_id()
         if served != self.config.chain_id:
-            raise ValueError(
+            raise ConfigError(
                 f"{prefix}.chain_id: the RPC endpoint serves chain {served}, not {self.config.chain_id}"
             )
         if not await self.client.code(self.config.contract_address):
-            raise ValueError(
+            raise ConfigError(
                 f"{prefix}.contract_address: no contract code at {self.config.contract_address} "
                 f"on chain {served}"
             )

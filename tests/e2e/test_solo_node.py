@@ -317,16 +317,25 @@ async def test_odd_oracle_answers_are_skipped(tmp_path: Path) -> None:
             await sigterm(node)
 
 
-async def test_failing_listener_stops_the_node(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", ["never", "always"])
+async def test_misconfigured_listener_stops_the_node(tmp_path: Path, policy: str) -> None:
+    """A wrong table is a listeners.ConfigError: exit 1 with one line naming the key and no
+    traceback, under either restart policy (no restart loop on a config file)."""
     home = tmp_path / "home"
     await init_home(home, 'url = "ftp://x"\n')
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace('restart_policy = "never"', f'restart_policy = "{policy}"'))
     with spawn(home, tmp_path / "node.log") as node:
         code = await node.wait_exit()
         output = node.output()
-    assert code != 0, output
-    assert "app.extensions.http_oracle.url" in output
-    assert "'ftp://x'" in output
-    assert "listener http_oracle failed" in output
+    assert code == 1, output
+    errors = [line for line in output.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, output
+    assert errors[0].endswith(
+        "stopping: listener http_oracle is misconfigured: app.extensions.http_oracle.url: "
+        "Value error, must be an http(s) URL, got 'ftp://x'"
+    ), output
+    assert "Traceback" not in output and "restart" not in output, output
 
 
 @pytest.mark.parametrize(
