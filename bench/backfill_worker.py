@@ -48,7 +48,7 @@ async def naive(args: dict[str, Any]) -> int:
     """What a Python user would write first: web3's contract event API, decoded logs."""
     from web3 import AsyncHTTPProvider, AsyncWeb3
 
-    from bridge.contracts import artifact
+    from listeners.ethereum import artifact
 
     w3 = AsyncWeb3(AsyncHTTPProvider(args["url"], request_kwargs={"timeout": 600}))
     contract = w3.eth.contract(
@@ -150,9 +150,9 @@ def main() -> None:
     # Imports are not part of any measurement.
     import web3  # noqa: F401
 
-    import bridge.contracts  # noqa: F401
     import bridge.eventstore  # noqa: F401
     import listeners.eth_deposits  # noqa: F401
+    import listeners.ethereum.chain  # noqa: F401
 
     started = time.perf_counter()
     count = asyncio.run(MODES[args["mode"]](args))

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from bridge.devnet import ANVIL_NO_DISK
+from listeners.ethereum import ANVIL_NO_DISK
 
 ROOT = Path(__file__).resolve().parents[1]
 ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"

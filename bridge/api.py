@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bridge.deposits import find_deposits, orphaned_credits
 from bridge.encoding import Reader
 from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
 from bridge.ledger import governance
+from bridge.queries import add_query_routes, extension_problems
 from bridge.txs import MAX_TX_BYTES, Tx
 
 if TYPE_CHECKING:
@@ -95,11 +95,8 @@ async def readiness(node: Node) -> list[str]:
         for name, state in node.supervisor.states.items()
         if state in ("failed", "restarting")
     ]
-    # Credits a deep reorg left unbacked (the ledger's committed state, so every node says
-    # it): a liability an operator must settle; it clears when they are reconciled.
-    count, amount = await orphaned_credits(node.ledger)
-    if count:
-        problems.append(f"orphaned_credits:count={count},amount={amount}")
+    # What extensions check (resolutions.register_readiness), e.g. unbacked credits.
+    problems += await extension_problems(node)
     return problems
 
 
@@ -210,25 +207,6 @@ async def kv(request: web.Request) -> web.Response:
     return web.json_response({"entries": [{"key": _text(k), "value": _text(v)} for k, v in items]})
 
 
-@routes.get("/v1/deposits/{tx_hash}")
-async def deposits(request: web.Request) -> web.Response:
-    raw = request.match_info["tx_hash"].removeprefix("0x")
-    try:
-        tx_hash = bytes.fromhex(raw)
-    except ValueError:
-        tx_hash = b""
-    if len(tx_hash) != 32:
-        raise _bad("the transaction hash must be 32 bytes of hex")
-    node = request.app[NODE]
-    found = await find_deposits(tx_hash, node.ledger, node.store)
-    if not found:
-        raise web.HTTPNotFound(
-            text=f"no deposit of transaction 0x{tx_hash.hex()} is known to this node",
-            content_type="application/json",
-        )
-    return web.json_response({"tx_hash": "0x" + tx_hash.hex(), "deposits": found})
-
-
 @routes.post("/v1/tx")
 async def submit(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > 2 * MAX_TX_BYTES + 64:
@@ -287,6 +265,7 @@ def create_app(node: Node, body_timeout: float = BODY_TIMEOUT) -> web.Applicatio
     app[NODE] = node
     app[BODY_DEADLINE] = body_timeout
     app.add_routes(routes)
+    add_query_routes(app, lambda request: request.app[NODE])  # resolutions.register_query
     return app
 
 

@@ -13,16 +13,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from web3.exceptions import ContractCustomError, Web3Exception
 
 from bridge.config import CONFIG_FILE, CONFIG_TEMPLATE, DATA_DIR, GENESIS_FILE, KEY_FILE
-from bridge.contracts import Chain, deploy_bridge, deposit, revert_reason
 from bridge.encoding import event_id
 from bridge.errors import BridgeError
+from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
 from bridge.ledger import Genesis, governance
 from bridge.ledger.types import DEFAULT_JOIN_BOND
 from bridge.txs import Tx, encode_join
+from listeners import ConfigError, registered_commands
+from listeners.ethereum import ANVIL_KEY
 
 DEFAULT_NODE = "http://127.0.0.1:8080"
 
@@ -126,70 +127,11 @@ def cmd_balance(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(coro: Any) -> Any:
-    """Run an Ethereum call, turning connection and contract errors into one-line errors."""
-    try:
-        return asyncio.run(coro)
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise CliError(f"cannot reach the Ethereum node: {exc}") from None
-    except ContractCustomError as exc:
-        raise CliError(f"the contract refused: {revert_reason(str(exc.data))}") from None
-    except (ValueError, RuntimeError, Web3Exception) as exc:  # how web3 and eth-account report bad input
-        raise CliError(str(exc)) from None
-
-
-def cmd_contracts_deploy(args: argparse.Namespace) -> int:
-    async def deploy() -> dict[str, Any]:
-        chain = await Chain.connect(args.rpc, args.private_key)
-        try:
-            return await deploy_bridge(chain, args.token)
-        finally:
-            await chain.close()
-
-    deployed = _run(deploy())
-    if args.out is not None:
-        _write_atomically(args.out, json.dumps(deployed, indent=2) + "\n")
-    print(json.dumps(deployed))
-    return 0
-
-
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text)
     partial.replace(path)
-
-
-def cmd_deposit(args: argparse.Namespace) -> int:
-    if args.amount <= 0:
-        raise CliError("--amount must be a positive integer (the token's smallest unit)")
-
-    async def make() -> dict[str, Any]:
-        chain = await Chain.connect(args.rpc, args.private_key)
-        try:
-            return await deposit(chain, args.escrow, args.amount, args.recipient)
-        finally:
-            await chain.close()
-
-    print(json.dumps(_run(make())))
-    return 0
-
-
-def cmd_deposit_status(args: argparse.Namespace) -> int:
-    data = asyncio.run(_get(f"{args.node.rstrip('/')}/v1/deposits/{args.tx_hash}"))
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    for d in data["deposits"]:
-        line = f"log {d.get('log_index', '?')}: {d['status']}"
-        if d["status"] == "pending":
-            line += f" ({d['approved_power']} of {d['required_power']} power needed)"
-        elif d["status"] == "credited":
-            line += f" at ledger height {d['credited_height']}"
-        if "amount" in d:
-            line += f"; {d['amount']} to {d['recipient']} (escrow nonce {d['nonce']})"
-        print(line)
-    return 0
 
 
 async def _post_tx(node: str, raw: bytes) -> Any:
@@ -246,6 +188,11 @@ def cmd_devnet(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, indent=2))
     elif args.devnet_command == "init":
         return _devnet_init(args)
+    elif args.devnet_command == "deploy":
+        setup = asyncio.run(devnet.run_setups(args.rpc, args.private_key))
+        if args.out is not None:
+            _write_atomically(args.out, json.dumps(setup, indent=2) + "\n")
+        print(json.dumps(setup))
     elif args.devnet_command == "status":
         if not (args.dir / devnet.MANIFEST).exists():
             raise CliError(f"no devnet in {args.dir}")
@@ -270,19 +217,20 @@ def _devnet_init(args: argparse.Namespace) -> int:
 
     if not args.docker:
         raise CliError("devnet init writes a compose network: pass --docker (`devnet up` runs one here)")
-    deployed = None
-    if args.contracts is not None:
+    setup = None
+    if args.setup is not None:
         try:
-            deployed = json.loads(args.contracts.read_text())
+            setup = json.loads(args.setup.read_text())
         except (OSError, ValueError) as exc:
-            raise CliError(f"--contracts {args.contracts}: {exc}") from None
-        if (
-            not isinstance(deployed, dict)
-            or not {"escrow", "chain_id", "deployment_block"} <= deployed.keys()
-        ):
-            raise CliError(f"--contracts {args.contracts} is not the output of `bridge contracts deploy`")
+            raise CliError(f"--setup {args.setup}: {exc}") from None
+        if not isinstance(setup, dict) or not isinstance(setup.get("extensions"), dict):
+            raise CliError(f"--setup {args.setup} is not the output of `bridge devnet deploy`")
     homes = devnet.init_docker(
-        args.dir, args.validators, base_port=args.base_port, deployed=deployed, if_missing=args.if_missing
+        args.dir,
+        args.validators,
+        base_port=args.base_port,
+        extensions=None if setup is None else setup["extensions"],
+        if_missing=args.if_missing,
     )
     if args.compose is not None:
         _write_atomically(args.compose, devnet.compose_file(args.validators, args.base_port))
@@ -309,13 +257,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from bridge.demo import main as demo
-
-    return demo(args.deposits, args.exit, args.api_port, args.home)
-
-
 def parser() -> argparse.ArgumentParser:
+    """``bridge``'s arguments: the node's commands, then every extension's (their packages
+    are loaded here)."""
+    load_extensions()
     p = argparse.ArgumentParser(prog="bridge", description="An Ethereum bridge validator node.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -345,28 +290,6 @@ def parser() -> argparse.ArgumentParser:
     balance.add_argument("address")
     balance.add_argument("--node", default=DEFAULT_NODE)
     balance.set_defaults(fn=cmd_balance)
-    contracts = sub.add_parser("contracts", help="the Ethereum contracts")
-    contracts_sub = contracts.add_subparsers(dest="contracts_command", required=True)
-    deploy = contracts_sub.add_parser("deploy", help="deploy the escrow (and a test token unless --token)")
-    deploy.add_argument("--rpc", required=True, help="Ethereum JSON-RPC URL")
-    deploy.add_argument("--private-key", required=True, help="key of the deploying account")
-    deploy.add_argument("--token", help="an existing ERC20 for the escrow to hold")
-    deploy.add_argument("--out", type=Path, help="also write the addresses (the printed JSON) to this file")
-    deploy.set_defaults(fn=cmd_contracts_deploy)
-
-    dep = sub.add_parser("deposit", help="approve and deposit tokens into the escrow")
-    dep.add_argument("--rpc", required=True)
-    dep.add_argument("--escrow", required=True)
-    dep.add_argument("--amount", type=int, required=True, help="in the token's smallest unit")
-    dep.add_argument("--recipient", help="ledger account to credit (default: the sender)")
-    dep.add_argument("--private-key", required=True)
-    dep.set_defaults(fn=cmd_deposit)
-
-    where = sub.add_parser("deposit-status", help="where is my deposit")
-    where.add_argument("tx_hash")
-    where.add_argument("--node", default=DEFAULT_NODE)
-    where.add_argument("--json", action="store_true")
-    where.set_defaults(fn=cmd_deposit_status)
 
     vals = sub.add_parser("validators", help="the validator set and its governance")
     vals_sub = vals.add_subparsers(dest="validators_command", required=True)
@@ -387,15 +310,26 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("id", help="request id (approve) or validator public key (remove), hex")
         cmd.set_defaults(fn=cmd_validators)
 
-    net = sub.add_parser("devnet", help="a local CometBFT network of validators, anvil and the escrow")
+    net = sub.add_parser(
+        "devnet", help="a local CometBFT network of validators, anvil and the extensions' setup"
+    )
     net_sub = net.add_subparsers(dest="devnet_command", required=True)
     for name, help_text in (
         ("up", "write the homes and start everything"),
         ("status", "each node's state"),
         ("down", "stop everything (logs and homes stay)"),
         ("init", "write a docker compose network's homes (and with --compose, docker-compose.yml)"),
+        ("deploy", "run the extensions' devnet setup steps against a chain (the compose network's deploy)"),
     ):
         cmd = net_sub.add_parser(name, help=help_text)
+        if name == "deploy":
+            cmd.add_argument(
+                "--rpc", required=True, help="the chain's JSON-RPC URL, as the nodes will reach it"
+            )
+            cmd.add_argument("--private-key", default=ANVIL_KEY, help="a funded key (default: anvil's first)")
+            cmd.add_argument("--out", type=Path, help="also write the printed JSON to this file")
+            cmd.set_defaults(fn=cmd_devnet)
+            continue
         cmd.add_argument("--dir", type=Path, default=Path("devnet-docker" if name == "init" else "devnet"))
         if name in ("up", "init"):
             cmd.add_argument("--validators", type=int, default=4)
@@ -405,7 +339,7 @@ def parser() -> argparse.ArgumentParser:
         if name == "init":
             cmd.add_argument("--docker", action="store_true", help="addresses for a compose network")
             cmd.add_argument(
-                "--contracts", type=Path, help="`bridge contracts deploy --out` file: eth_deposits"
+                "--setup", type=Path, help="`bridge devnet deploy --out` file: every node's extension tables"
             )
             cmd.add_argument("--if-missing", action="store_true", help="do nothing if the homes exist")
             cmd.add_argument("--compose", type=Path, help="also write the compose file here")
@@ -417,12 +351,13 @@ def parser() -> argparse.ArgumentParser:
     docs.add_argument("--out", type=Path, help="write it to this file instead of stdout")
     docs.set_defaults(fn=cmd_config)
 
-    demo = sub.add_parser("demo", help="anvil + escrow + a validator + deposits, on this machine")
-    demo.add_argument("--deposits", type=int, default=3)
-    demo.add_argument("--exit", action="store_true", help="exit once the deposits are credited")
-    demo.add_argument("--api-port", type=int, default=8080)
-    demo.add_argument("--home", type=Path, help="keep the node's home here (default: a temp dir)")
-    demo.set_defaults(fn=cmd_demo)
+    # Commands the extensions contribute (listeners.register_command): the node's own win.
+    for name, command in registered_commands().items():
+        if name in sub.choices:
+            continue
+        extra = sub.add_parser(name, help=command.help)
+        command.setup(extra)
+        extra.set_defaults(fn=command.run)
     return p
 
 
@@ -433,6 +368,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(args.fn(args))
-    except BridgeError as exc:
+    except (BridgeError, ConfigError) as exc:  # ConfigError: an extension command's user mistake
         print(f"error: {exc}", file=sys.stderr)
         return 1

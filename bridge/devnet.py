@@ -33,6 +33,8 @@ from bridge.errors import BridgeError
 from bridge.keys import NodeKey, account_id
 from bridge.ledger import Genesis
 from bridge.ledger.types import DEFAULT_JOIN_BOND
+from listeners import registered_devnet_setups
+from listeners.ethereum import ANVIL_KEY, ANVIL_NO_DISK, anvil_path
 
 POWER = 10
 # Fast consensus for one machine; create_empty_blocks keeps blocks (and expiry) moving.
@@ -306,10 +308,7 @@ def write_devnet(
 
 # -- what the process devnet and the compose network share -- #
 
-# By default anvil writes every historical state it evicts from memory under
-# ~/.foundry/anvil/tmp and never deletes them (about 300 KB per block, kept even
-# after a clean exit): a few long test runs fill the disk. Old states are dropped.
-ANVIL_NO_DISK = ("--max-persisted-states", "0")
+# ANVIL_NO_DISK (listeners.ethereum): anvil keeps no evicted states on disk.
 ANVIL_ARGS = ("--block-time", "1", *ANVIL_NO_DISK)
 
 
@@ -323,16 +322,19 @@ def node_args(home: Path | str) -> list[str]:
     return ["start", "--home", str(home)]
 
 
-def eth_deposits_table(rpc_url: str, deployed: dict[str, Any]) -> dict[str, Any]:
-    """Every node's ``[app.extensions.eth_deposits]`` table, from ``bridge contracts deploy``'s output."""
-    return {
-        "rpc_url": rpc_url,
-        "contract_address": deployed["escrow"],
-        "chain_id": deployed["chain_id"],
-        "starting_height": deployed["deployment_block"],
-        "required_confirmations": 2,
-        "poll_interval": 0.5,
-    }
+async def run_setups(rpc_url: str, private_key: str) -> dict[str, Any]:
+    """Run every extension's devnet setup step (``listeners.register_devnet_setup``) against
+    the chain at ``rpc_url``: ``{"extensions": {NAME: table}, **info}``, where ``info`` is
+    what the steps report (the escrow's ``contracts``...)."""
+    out: dict[str, Any] = {"extensions": {}}
+    for setup in registered_devnet_setups():
+        tables, info = await setup(rpc_url, private_key)
+        clash = (set(tables) & set(out["extensions"])) | (set(info) & (set(out) | {"anvil", "nodes"}))
+        if clash:
+            raise BridgeError(f"devnet setup steps disagree on {sorted(clash)}")
+        out["extensions"].update(tables)
+        out.update(info)
+    return out
 
 
 # -- processes: `bridge devnet up | status | down` -- #
@@ -371,12 +373,28 @@ async def _wait_http(url: str, timeout: float) -> Any:
             await asyncio.sleep(0.2)
 
 
-async def up(directory: Path, validators: int, base_port: int, observers: int = 0) -> dict[str, Any]:
-    """Start anvil, deploy the escrow, write and start ``validators`` validator nodes and
-    ``observers`` non-validators (which can ask to join with `bridge validators join`)."""
-    from bridge.contracts import Chain, deploy_bridge
-    from bridge.demo import ANVIL_KEY, anvil_path
+async def _wait_rpc(url: str, timeout: float) -> None:
+    """Until the Ethereum JSON-RPC at ``url`` answers."""
+    request = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                async with session.post(url, json=request) as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise BridgeError(f"anvil did not answer at {url} within {timeout:.0f}s")
+            await asyncio.sleep(0.1)
 
+
+async def up(directory: Path, validators: int, base_port: int, observers: int = 0) -> dict[str, Any]:
+    """Start anvil, run the extensions' devnet setup steps against it (the escrow's deploys
+    its contracts), write and start ``validators`` validator nodes and ``observers``
+    non-validators (which can ask to join with `bridge validators join`), each with the
+    extension tables the steps returned."""
     if (directory / MANIFEST).exists():
         raise BridgeError(f"{directory} already holds a devnet: `bridge devnet down --dir {directory}` first")
     if not 1 <= validators <= 9 or not 0 <= observers <= 9 - validators:
@@ -389,22 +407,11 @@ async def up(directory: Path, validators: int, base_port: int, observers: int = 
         directory / "anvil.log",
         directory / "anvil.pid",
     )
-    chain = None
-    async with asyncio.timeout(30):
-        while chain is None:
-            try:
-                chain = await Chain.connect(anvil_url, ANVIL_KEY)
-                await chain.w3.eth.chain_id
-            except (aiohttp.ClientError, OSError):
-                chain = None
-                await asyncio.sleep(0.1)
-    try:
-        deployed = await deploy_bridge(chain)
-    finally:
-        await chain.close()
-    table = eth_deposits_table(anvil_url, deployed)
+    await _wait_rpc(anvil_url, 30)
+    setup = await run_setups(anvil_url, ANVIL_KEY)
+    extensions = setup.pop("extensions")
     homes = write_devnet(
-        directory, validators, base_port=base_port, extensions={"eth_deposits": table}, observers=observers
+        directory, validators, base_port=base_port, extensions=extensions, observers=observers
     )
     nodes = []
     for i, home in enumerate(homes):
@@ -421,7 +428,7 @@ async def up(directory: Path, validators: int, base_port: int, observers: int = 
                 "cometbft_rpc": f"http://127.0.0.1:{ports.rpc}",
             }
         )
-    manifest = {"anvil": anvil_url, "contracts": deployed, "nodes": nodes}
+    manifest = {"anvil": anvil_url, **setup, "nodes": nodes}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     for node in nodes:
         await _wait_http(f"{node['api']}/v1/status", 60)
@@ -470,18 +477,19 @@ def down(directory: Path) -> int:
 
 # -- the compose network: `bridge devnet init --docker` and docker-compose.yml -- #
 #
-# `docker compose up` runs, in order: anvil; `deploy`, which deploys the escrow and writes
-# `bridge contracts deploy`'s JSON to the shared volume; `init`, which runs
-# `bridge devnet init --docker` inside the network to write every node's home into its own
-# volume, with the eth_deposits table filled from that JSON (what `devnet up` does between
-# deploying and starting the nodes); then the validators, `bridge start` each.
+# `docker compose up` runs, in order: anvil; `deploy`, which runs `bridge devnet deploy`: the
+# extensions' devnet setup steps against anvil (the escrow's deploys its contracts), their
+# tables and facts written as JSON to the shared volume; `init`, which runs
+# `bridge devnet init --docker --setup` inside the network to write every node's home into
+# its own volume, with those tables (what `devnet up` does between the setup steps and
+# starting the nodes); then the validators, `bridge start` each.
 
 IMAGE = "eth-bridge:local"
 ANVIL_IMAGE = "ghcr.io/foundry-rs/foundry:v1.7.1"  # the anvil of package.json
 ANVIL_PORT = 8545
 DOCKER_DIR = "/devnet"  # node i's home is DOCKER_DIR/node<i>, its own volume
 SHARED_DIR = "/shared"  # the deploy's output, read by `init` and the e2e suite
-CONTRACTS_FILE = f"{SHARED_DIR}/contracts.json"
+SETUP_FILE = f"{SHARED_DIR}/setup.json"  # `bridge devnet deploy`'s output
 COMPOSE_FILE = "docker-compose.yml"
 E2E_TESTS = "tests/network/test_running_network.py"
 
@@ -496,22 +504,19 @@ def init_docker(
     validators: int,
     *,
     base_port: int = 26600,
-    deployed: dict[str, Any] | None = None,
+    extensions: dict[str, dict[str, Any]] | None = None,
     if_missing: bool = False,
 ) -> list[Path]:
-    """Write the compose network's homes into ``directory`` (see ``write_devnet(docker=True)``);
-    with ``deployed`` (``bridge contracts deploy``'s JSON) each gets the eth_deposits table,
-    reading anvil at ``http://anvil:8545``. Returns the homes written: none when
-    ``if_missing`` and the homes are already there (a restarted compose network keeps them)."""
+    """Write the compose network's homes into ``directory`` (see ``write_devnet(docker=True)``),
+    each with the ``extensions`` tables (``bridge devnet deploy``'s, made against
+    ``http://anvil:8545``). Returns the homes written: none when ``if_missing`` and the homes
+    are already there (a restarted compose network keeps them)."""
     if not 1 <= validators <= 9:
         raise BridgeError("--validators must be between 1 and 9")
     if (directory / "node0" / CONFIG_FILE).exists():
         if if_missing:
             return []
         raise BridgeError(f"{directory} already holds node homes; remove them or use another --dir")
-    extensions = {}
-    if deployed is not None:
-        extensions["eth_deposits"] = eth_deposits_table(f"http://anvil:{ANVIL_PORT}", deployed)
     return write_devnet(directory, validators, base_port=base_port, extensions=extensions, docker=True)
 
 
@@ -522,8 +527,6 @@ def _http_check(url: str) -> list[str]:
 
 def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
     """docker-compose.yml as Python data: the same commands, ports and homes as the devnet."""
-    from bridge.demo import ANVIL_KEY
-
     anvil_url = f"http://anvil:{ANVIL_PORT}"
     build = {"context": ".", "target": "runtime"}
     homes = [f"{DOCKER_DIR}/{service(i)}" for i in range(validators)]
@@ -547,14 +550,14 @@ def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
             "build": build,
             "image": IMAGE,
             "command": [
-                "contracts",
+                "devnet",
                 "deploy",
                 "--rpc",
                 anvil_url,
                 "--private-key",
                 ANVIL_KEY,
                 "--out",
-                CONTRACTS_FILE,
+                SETUP_FILE,
             ],
             "volumes": [f"shared:{SHARED_DIR}"],
             "depends_on": {"anvil": {"condition": "service_healthy"}},
@@ -573,8 +576,8 @@ def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
                 str(validators),
                 "--base-port",
                 str(base_port),
-                "--contracts",
-                CONTRACTS_FILE,
+                "--setup",
+                SETUP_FILE,
                 "--if-missing",
             ],
             "volumes": [f"shared:{SHARED_DIR}"] + [f"{service(i)}:{homes[i]}" for i in range(validators)],
@@ -613,7 +616,7 @@ def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
                 f"http://{service(i)}:{Ports.of(base_port, i).api}" for i in range(validators)
             ),
             "E2E_ETH_RPC": anvil_url,
-            "E2E_CONTRACTS": CONTRACTS_FILE,
+            "E2E_SETUP": SETUP_FILE,
         },
         "volumes": [f"shared:{SHARED_DIR}:ro"],
         "depends_on": {service(i): {"condition": "service_healthy"} for i in range(validators)},
@@ -670,7 +673,7 @@ def compose_file(validators: int = 4, base_port: int = 26600) -> str:
         f"# Generated by `bridge devnet init --docker --validators {validators} --compose {COMPOSE_FILE}`;",
         "# do not edit: change bridge/devnet.py and generate it again (tests/test_compose.py checks).",
         "#",
-        "#   docker compose up                      # anvil, the escrow, the homes, then the validators",
+        "#   docker compose up                      # anvil, the setup steps, the homes, then the nodes",
         "#   docker compose --profile e2e run e2e   # the end-to-end suite against the running network",
         "#   docker compose down -v                 # stop and forget everything (anvil keeps no state)",
         "",

@@ -10,10 +10,16 @@ Register a listener once, at import time::
 
 Every subpackage of ``listeners`` is imported when the node starts, so dropping a package
 in this folder is how a fork adds a listener.
+
+An extension can also add ``bridge`` subcommands (:func:`register_command`: the escrow's
+``bridge contracts deploy``, ``bridge deposit``...) and prepare a local network's outside
+world (:func:`register_devnet_setup`: ``bridge devnet up`` deploys the escrow and gives every
+node its ``[app.extensions.eth_deposits]`` table).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,7 +30,9 @@ from typing import Any, Protocol, TypeVar, overload
 from pydantic import BaseModel, ValidationError
 
 __all__ = [
+    "Command",
     "ConfigError",
+    "DevnetSetupFunc",
     "EventStore",
     "ListenFunc",
     "ListenerStatus",
@@ -32,7 +40,11 @@ __all__ = [
     "get_listener",
     "listener_config",
     "parse_config",
+    "register_command",
+    "register_devnet_setup",
     "register_listener",
+    "registered_commands",
+    "registered_devnet_setups",
     "registered_listeners",
 ]
 
@@ -201,3 +213,65 @@ def parse_config(service: Service, model: type[Config]) -> Config:
 def registered_listeners() -> Mapping[str, ListenFunc]:
     """A read-only, name-sorted view of every registered listener."""
     return {name: _registry[name] for name in sorted(_registry)}
+
+
+# -- `bridge` subcommands and devnet setup steps contributed by extensions --
+
+
+@dataclass(frozen=True)
+class Command:
+    """A ``bridge`` subcommand an extension registered (see :func:`register_command`)."""
+
+    name: str
+    help: str
+    setup: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+_commands: dict[str, Command] = {}
+
+
+def register_command(
+    name: str,
+    help: str,
+    setup: Callable[[argparse.ArgumentParser], None],
+    run: Callable[[argparse.Namespace], int],
+) -> None:
+    """Add ``bridge <name>``: ``setup`` adds its arguments (or its own subparsers) to the
+    subcommand's parser, ``run`` gets the parsed arguments and returns the exit code. Raise
+    :class:`ConfigError` from ``run`` for a user mistake: ``bridge`` prints ``error: <message>``
+    (one line, no traceback) and exits 1. ``name`` is lower-case ``[a-z0-9-]``; raises
+    ``ValueError`` for an invalid or already registered name (the node's own commands win
+    over one that shadows them)."""
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name):
+        raise ValueError(f"invalid command name {name!r}: use lower-case letters, digits and -")
+    if name in _commands:
+        raise ValueError(f"command {name!r} is already registered")
+    _commands[name] = Command(name, help, setup, run)
+
+
+def registered_commands() -> Mapping[str, Command]:
+    """A read-only, name-sorted view of every registered command."""
+    return {name: _commands[name] for name in sorted(_commands)}
+
+
+DevnetSetupFunc = Callable[[str, str], Awaitable[tuple[dict[str, dict[str, Any]], dict[str, Any]]]]
+"""A devnet's setup step: called with anvil's RPC URL and a funded private key once anvil
+runs, it deploys what the extension needs and returns ``(tables, info)``: the
+``[app.extensions.NAME]`` tables to give every node (``{NAME: {key: value}}``) and JSON-able
+facts to add to the devnet's manifest (``bridge devnet up``'s output), e.g.
+``{"contracts": {...}}``. Top-level keys of ``info`` must not clash between extensions."""
+
+_devnet_setups: list[DevnetSetupFunc] = []
+
+
+def register_devnet_setup(fn: DevnetSetupFunc) -> DevnetSetupFunc:
+    """Run ``fn`` when ``bridge devnet up`` (or the compose network's one-shot
+    ``bridge devnet deploy``) prepares a local network; usable as a decorator."""
+    _devnet_setups.append(fn)
+    return fn
+
+
+def registered_devnet_setups() -> tuple[DevnetSetupFunc, ...]:
+    """Every registered devnet setup step, in registration order."""
+    return tuple(_devnet_setups)

@@ -10,6 +10,12 @@ import time::
 
 Every subpackage of ``resolutions`` is imported when the node starts, so dropping a
 package in this folder is how a fork adds a resolution.
+
+A resolution type can also answer questions over the node's HTTP API: :func:`register_query`
+serves ``GET /v1/<path>`` from a function that reads the committed ledger and this node's
+local events through a read-only :class:`NodeReader`, and :func:`register_readiness` adds
+problems to ``GET /ready`` (``resolutions.credit`` does both: "where is my deposit" and
+``orphaned_credits``).
 """
 
 from __future__ import annotations
@@ -18,17 +24,26 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "MAX_BODY_BYTES",
     "App",
     "BlockContext",
+    "LocalEvent",
+    "NodeReader",
+    "PendingResolution",
+    "QueryFunc",
+    "ReadinessFunc",
     "Resolution",
     "ResolutionConfig",
     "ResolveFunc",
     "get_resolution",
+    "register_query",
+    "register_readiness",
     "register_resolution",
+    "registered_queries",
+    "registered_readiness",
     "registered_resolutions",
 ]
 
@@ -167,3 +182,95 @@ def get_resolution(name: str) -> ResolutionConfig:
 def registered_resolutions() -> Mapping[str, ResolutionConfig]:
     """A read-only, name-sorted view of every registered resolution type."""
     return {name: _registry[name] for name in sorted(_registry)}
+
+
+# -- read-only queries over the HTTP API --
+
+
+@dataclass(frozen=True)
+class PendingResolution:
+    """A resolution that has votes but has not passed (or expired) yet."""
+
+    id: bytes
+    body: bytes
+    approved_power: int  # the power of the validators that voted for it so far
+
+
+@dataclass(frozen=True)
+class LocalEvent:
+    """An event this node's listeners stored (local, not replicated)."""
+
+    id: bytes
+    body: bytes
+    voted: bool  # this node's vote for it is in a committed block; False: seen, not yet voted
+
+
+class NodeReader(Protocol):
+    """What a query or readiness function may read: the ledger's *committed* state (the same
+    on every node at the same height) and this node's own local events. Read-only."""
+
+    async def get(self, namespace: str, key: bytes) -> bytes | None:
+        """The committed value of ``key`` in a resolution type's key-value state."""
+
+    async def prefix(self, namespace: str, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` committed (key, value) pairs of ``namespace`` whose key starts with
+        ``prefix``, in key order."""
+
+    async def pending(self, resolution_type: str) -> list[PendingResolution]:
+        """Every pending resolution of ``resolution_type``, by id."""
+
+    async def processed_body(self, resolution_id: bytes) -> bytes | None:
+        """The body of a processed (resolved or failed) resolution, while the ledger keeps it."""
+
+    def total_power(self) -> int:
+        """The validators' total voting power."""
+
+    def required_power(self, resolution_type: str) -> int:
+        """The approved power ``resolution_type`` needs to pass now (its threshold of the total)."""
+
+    async def local_events(self, event_type: str) -> list[LocalEvent]:
+        """This node's stored events of ``event_type``, oldest first."""
+
+
+QueryFunc = Callable[[NodeReader, Mapping[str, str]], Awaitable[Any]]
+"""Answers ``GET /v1/<path>``: called with a :class:`NodeReader` and the path's ``{param}``
+values, it returns JSON-able data (the response body, status 200). Raise ``LookupError``
+for "not found" (404) and ``ValueError`` for a bad parameter (400); the message becomes the
+JSON ``{"error": ...}``."""
+
+ReadinessFunc = Callable[[NodeReader], Awaitable[list[str]]]
+"""Returns readiness problems (short ``name:detail`` strings) that ``GET /ready`` lists
+(503 while any is returned); an empty list when all is well."""
+
+_PATH = re.compile(r"[a-z0-9_-]+(/([a-z0-9_-]+|\{[a-z_][a-z0-9_]*\}))*")
+_queries: dict[str, QueryFunc] = {}
+_readiness: list[ReadinessFunc] = []
+
+
+def register_query(path: str, fn: QueryFunc) -> None:
+    """Serve ``fn`` as ``GET /v1/<path>``. ``path`` is lower-case segments separated by
+    ``/``; a segment ``{name}`` is a parameter, e.g. ``"deposits/{tx_hash}"``. Raises
+    ``ValueError`` for an invalid or already registered path (the node's own routes win over
+    a query that shadows them)."""
+    if not isinstance(path, str) or not _PATH.fullmatch(path):
+        raise ValueError(f"invalid query path {path!r}: segments of [a-z0-9_-] or {{param}}, separated by /")
+    if path in _queries:
+        raise ValueError(f"query {path!r} is already registered")
+    _queries[path] = fn
+
+
+def registered_queries() -> Mapping[str, QueryFunc]:
+    """A read-only, path-sorted view of every registered query."""
+    return {path: _queries[path] for path in sorted(_queries)}
+
+
+def register_readiness(fn: ReadinessFunc) -> ReadinessFunc:
+    """Add ``fn``'s problems to ``GET /ready``; usable as a decorator. It runs on every
+    request to ``/ready``: keep it cheap (a few key reads)."""
+    _readiness.append(fn)
+    return fn
+
+
+def registered_readiness() -> tuple[ReadinessFunc, ...]:
+    """Every registered readiness function, in registration order."""
+    return tuple(_readiness)

@@ -19,8 +19,19 @@ load_extensions()  # every example registers once, before the per-test snapshots
 def isolated_registries() -> Iterator[None]:
     saved_listeners = dict(listeners._registry)
     saved_resolutions = dict(resolutions._registry)
+    saved_commands = dict(listeners._commands)
+    saved_setups = list(listeners._devnet_setups)
+    saved_queries = dict(resolutions._queries)
+    saved_readiness = list(resolutions._readiness)
     yield
     listeners._registry.clear()
     listeners._registry.update(saved_listeners)
     resolutions._registry.clear()
     resolutions._registry.update(saved_resolutions)
+    # The extension hooks (commands, devnet setups, queries, readiness checks) likewise.
+    listeners._commands.clear()
+    listeners._commands.update(saved_commands)
+    listeners._devnet_setups[:] = saved_setups
+    resolutions._queries.clear()
+    resolutions._queries.update(saved_queries)
+    resolutions._readiness[:] = saved_readiness

@@ -15,12 +15,17 @@ from typing import Any
 import pytest
 
 from bridge import devnet
-from bridge.cli import cmd_contracts_deploy, cmd_devnet, cmd_start, parser
+from bridge.cli import cmd_devnet, cmd_start, parser
 from bridge.config import load_config
+from listeners.eth_deposits.escrow import devnet_table
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / devnet.COMPOSE_FILE
 DEPLOYED = {"escrow": "0x" + "11" * 20, "chain_id": 31337, "deployment_block": 5, "token": "0x" + "22" * 20}
+ANVIL_URL = f"http://anvil:{devnet.ANVIL_PORT}"
+# What `bridge devnet deploy` writes in the compose network: the setup steps' tables and facts.
+TABLES = {"eth_deposits": devnet_table(ANVIL_URL, DEPLOYED)}
+SETUP = {"extensions": TABLES, "contracts": DEPLOYED}
 
 
 def docker_compose() -> str:
@@ -83,12 +88,12 @@ def test_committed_compose_file_is_a_fresh_generation(tmp_path: Path) -> None:
 
 @pytest.fixture
 def docker_homes(tmp_path: Path) -> list[Path]:
-    contracts = tmp_path / "contracts.json"
-    contracts.write_text(json.dumps(DEPLOYED))
+    setup = tmp_path / "setup.json"
+    setup.write_text(json.dumps(SETUP))
     init = devnet.compose_spec()["services"]["init"]["command"]
     # The init service's own command, with its paths moved into tmp_path.
     argv = [str(tmp_path / "devnet") if a == devnet.DOCKER_DIR else a for a in init]
-    argv = [str(contracts) if a == devnet.CONTRACTS_FILE else a for a in argv]
+    argv = [str(setup) if a == devnet.SETUP_FILE else a for a in argv]
     args = parser().parse_args(argv)
     assert args.fn is cmd_devnet and args.docker and args.if_missing
     assert args.fn(args) == 0
@@ -103,13 +108,14 @@ def test_compose_commands_ports_and_homes_match_the_devnet(docker_homes: list[Pa
     # anvil: the devnet's arguments, listening for the network.
     assert services["anvil"]["command"] == [" ".join(["anvil", *devnet.anvil_args("0.0.0.0")])]
     assert services["anvil"]["ports"] == [f"127.0.0.1:{devnet.ANVIL_PORT}:{devnet.ANVIL_PORT}"]
-    # deploy: a real `bridge contracts deploy`, writing where init and e2e read.
+    # deploy: a real `bridge devnet deploy` (the extensions' setup steps against the anvil
+    # service, as `devnet up` runs them), writing where init and e2e read.
     deploy = parser().parse_args(services["deploy"]["command"])
-    assert deploy.fn is cmd_contracts_deploy
-    assert deploy.rpc == f"http://anvil:{devnet.ANVIL_PORT}" and str(deploy.out) == devnet.CONTRACTS_FILE
+    assert deploy.fn is cmd_devnet and deploy.devnet_command == "deploy"
+    assert deploy.rpc == ANVIL_URL and str(deploy.out) == devnet.SETUP_FILE
     init = parser().parse_args(services["init"]["command"])
-    assert str(init.contracts) == devnet.CONTRACTS_FILE and init.validators == 4
-    assert services["e2e"]["environment"]["E2E_CONTRACTS"] == devnet.CONTRACTS_FILE
+    assert str(init.setup) == devnet.SETUP_FILE and init.validators == 4
+    assert services["e2e"]["environment"]["E2E_SETUP"] == devnet.SETUP_FILE
     assert (ROOT / devnet.E2E_TESTS).exists()
     e2e_nodes = services["e2e"]["environment"]["E2E_NODES"].split(",")
 
@@ -138,9 +144,8 @@ def test_compose_commands_ports_and_homes_match_the_devnet(docker_homes: list[Pa
         peers = {p.split("@")[1] for p in comet["p2p"]["persistent_peers"].split(",")}
         others = [j for j in range(4) if j != i]
         assert peers == {f"{devnet.service(j)}:{devnet.Ports.of(init.base_port, j).p2p}" for j in others}
-        # The listener reads the anvil service with the deploy's addresses.
-        table = settings.app.extensions["eth_deposits"]
-        assert table == devnet.eth_deposits_table(f"http://anvil:{devnet.ANVIL_PORT}", DEPLOYED)
+        # Every node gets the setup steps' tables: the listener reads the anvil service.
+        assert settings.app.extensions == TABLES
 
 
 def test_docker_homes_are_the_process_devnet_homes_but_for_addresses(
@@ -150,7 +155,7 @@ def test_docker_homes_are_the_process_devnet_homes_but_for_addresses(
     local = devnet.write_devnet(
         tmp_path / "local",
         4,
-        extensions={"eth_deposits": devnet.eth_deposits_table("http://anvil:8545", DEPLOYED)},
+        extensions=TABLES,
     )
 
     def shape(path: Path) -> str:

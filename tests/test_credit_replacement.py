@@ -23,11 +23,12 @@ from pathlib import Path
 import pytest
 from eth_utils.address import to_checksum_address
 
-from bridge.deposits import find_deposits, orphaned_credits
 from bridge.encoding import event_id
 from bridge.eventstore import EventStore
 from bridge.ledger.types import BlockResult
+from bridge.queries import NodeView
 from resolutions.credit import CREDIT_ACCOUNT, Deposit, credited_key, tx_key
+from resolutions.credit.status import find_deposits, orphaned_credits
 from tests.ledger_helpers import Chain, Chains, genesis, node_keys
 
 KEYS = node_keys(4)
@@ -142,13 +143,13 @@ async def test_a_different_deposit_under_a_credited_nonce_replaces_it_and_is_rec
         assert state[tx_key(TX3, D3.log_index)] == D3.key
         assert state[b"orphaned:" + content(D3)] == orphan_record(D3, 1, 4)
         assert state[b"orphaned_total"] == total(1, 3000)
-        assert await orphaned_credits(chain.ledger) == (1, 3000)  # what /ready reports
+        assert await orphaned_credits(NodeView(chain.ledger, store)) == (1, 3000)  # what /ready reports
 
         # Where is my deposit: D4 credited, D3 orphaned (with both heights).
-        (d4,) = await find_deposits(TX4, chain.ledger, store)
+        (d4,) = await find_deposits(TX4, NodeView(chain.ledger, store))
         assert d4["status"] == "credited" and d4["credited_height"] == 4
         assert d4["recipient"] == R4 and d4["amount"] == "4000" and d4["nonce"] == 7
-        (d3,) = await find_deposits(TX3, chain.ledger, store)
+        (d3,) = await find_deposits(TX3, NodeView(chain.ledger, store))
         assert d3["status"] == "orphaned", d3
         assert (d3["credited_height"], d3["orphaned_height"]) == (1, 4)
         assert (d3["recipient"], d3["amount"], d3["nonce"], d3["log_index"]) == (R3, "3000", 7, 2)
@@ -160,11 +161,11 @@ async def test_a_different_deposit_under_a_credited_nonce_replaces_it_and_is_rec
         assert await balance(chain, R3) == 3000
         assert await balance(chain, R4) == 4000
         assert orphan_keys(state) == []
-        assert await orphaned_credits(chain.ledger) == (0, 0)
+        assert await orphaned_credits(NodeView(chain.ledger, store)) == (0, 0)
         assert state[credited_key(D3_AGAIN.key)] == (5).to_bytes(8, "big") + rid(D3_AGAIN)
         assert state[b"deposit:" + D3_AGAIN.key] == described(D3_AGAIN)
         assert state[tx_key(TX3, D3_AGAIN.log_index)] == D3_AGAIN.key
-        (d3,) = await find_deposits(TX3, chain.ledger, store)
+        (d3,) = await find_deposits(TX3, NodeView(chain.ledger, store))
         assert d3["status"] == "credited" and d3["credited_height"] == 5 and d3["nonce"] == 8
         assert d3["log_index"] == 1
     finally:
@@ -262,7 +263,7 @@ async def test_a_deposit_shifted_by_an_insertion_in_one_block_is_untangled_in_no
     assert state[credited_key(again.key)] == (2).to_bytes(8, "big") + rid(again)
     store = await EventStore.open(tmp_path / "events.sqlite")
     try:
-        told = [(d["status"], d["nonce"]) for d in await find_deposits(TX3, chain.ledger, store)]
+        told = [(d["status"], d["nonce"]) for d in await find_deposits(TX3, NodeView(chain.ledger, store))]
     finally:
         await store.close()
     assert await balance(chain, R3) == 3000

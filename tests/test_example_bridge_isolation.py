@@ -65,20 +65,9 @@ HTTP_ORACLE = Example("http_oracle", frozenset({"listeners.http_oracle", "resolu
 ETH_DEPOSITS = Example("eth_deposits", frozenset({"listeners.eth_deposits", "resolutions.credit"}))
 EXAMPLES = (HTTP_ORACLE, ETH_DEPOSITS)
 
-# The Ethereum example cannot be removed yet: bridge/ imports resolutions.credit (deposits.py,
-# api.py) and names the example (the escrow deploy, `bridge deposit`, the devnet's tables).
-# Issue 12 item 2 moves that out; strict, so that these marks must go when it is done.
-NOT_YET = pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 2: bridge/ still imports resolutions.credit and names eth_deposits",
-)
 
-
-def examples(*, eth_not_yet: bool = False) -> list[Any]:
-    return [
-        pytest.param(e, id=e.name, marks=[NOT_YET] if eth_not_yet and e is ETH_DEPOSITS else [])
-        for e in EXAMPLES
-    ]
+def examples() -> list[Any]:
+    return [pytest.param(e, id=e.name) for e in EXAMPLES]
 
 
 # -- the import graph, read from the sources (no import needed) --
@@ -318,12 +307,12 @@ def test_the_example_imports_only_public_names(example: Example) -> None:
     check_public_imports(ROOT, example)
 
 
-@pytest.mark.parametrize("example", examples(eth_not_yet=True))
+@pytest.mark.parametrize("example", examples())
 def test_nothing_but_extensions_built_on_it_imports_the_example(example: Example) -> None:
     check_framework_does_not_import(ROOT, example)
 
 
-@pytest.mark.parametrize("example", examples(eth_not_yet=True))
+@pytest.mark.parametrize("example", examples())
 def test_the_framework_does_not_name_the_example(example: Example) -> None:
     owned = [
         name
@@ -437,7 +426,7 @@ def poll(what: str, found: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("example", examples(eth_not_yet=True))
+@pytest.mark.parametrize("example", examples())
 def test_the_framework_runs_without_the_example(example: Example, shipped: Registry, tmp_path: Path) -> None:
     tree, left = check_removable(ROOT, example, tmp_path, shipped)
     env = clean_env(tree)

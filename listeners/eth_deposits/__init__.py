@@ -14,18 +14,30 @@ Configure it in ``config.toml``::
     required_confirmations = 12
 
 See ``listeners/ethereum/config.py`` for every key and its default.
+
+Around the listener, the escrow's tools (``escrow.py``: deploy, deposit, ``bridge devnet``'s
+setup step) and its ``bridge`` subcommands (``commands.py``: ``contracts deploy``,
+``deposit``, ``deposit-status``, ``demo``), registered through the public hooks.
 """
 
 from __future__ import annotations
 
 from listeners import EventStore, Service, register_listener
+from listeners.eth_deposits import commands as commands  # registers the bridge subcommands
 from listeners.eth_deposits.decode import DEPOSIT_TOPIC, decode_log, deposit_bodies, deposit_body
+from listeners.eth_deposits.escrow import ETH_DEPOSITS, deploy_bridge, deposit
 from listeners.ethereum import ContractEvents, EthereumConfig, listen_to_contract
 from resolutions.credit import CREDIT_ACCOUNT
 
-__all__ = ["DEPOSIT_TOPIC", "ETH_DEPOSITS", "EVENTS", "EthDepositsConfig", "decode_log"]
-
-ETH_DEPOSITS = "eth_deposits"
+__all__ = [
+    "DEPOSIT_TOPIC",
+    "ETH_DEPOSITS",
+    "EVENTS",
+    "EthDepositsConfig",
+    "decode_log",
+    "deploy_bridge",
+    "deposit",
+]
 
 
 class EthDepositsConfig(EthereumConfig):

@@ -21,6 +21,11 @@ fault. A listener says what to read and how to decode it::
         await listen_to_contract(service, store, EVENTS)
 
 Its ``[app.extensions.NAME]`` table is :class:`EthereumConfig` (subclass it to add keys).
+
+For the tools around a listener (commands, devnet setup steps, tests): :class:`Chain`
+deploys the committed artifacts (:func:`artifact`) and sends signed transactions,
+:func:`revert_reason` names a custom error, and :func:`anvil` runs a local chain
+(``ANVIL_KEY`` is its funded test key).
 """
 
 from __future__ import annotations
@@ -28,11 +33,28 @@ from __future__ import annotations
 from eth_utils.crypto import keccak
 
 from listeners import EventStore, Service
+from listeners.ethereum.anvil import ANVIL_KEY, ANVIL_NO_DISK, anvil, anvil_path
+from listeners.ethereum.chain import ARTIFACTS, Chain, artifact, revert_reason
 from listeners.ethereum.client import EthClient, QuorumClient, quantity
 from listeners.ethereum.config import EthereumConfig
 from listeners.ethereum.scanner import ContractEvents, Log, Scanner
 
-__all__ = ["ContractEvents", "EthereumConfig", "Log", "listen_to_contract", "quantity", "topic"]
+__all__ = [
+    "ANVIL_KEY",
+    "ANVIL_NO_DISK",
+    "ARTIFACTS",
+    "Chain",
+    "ContractEvents",
+    "EthereumConfig",
+    "Log",
+    "anvil",
+    "anvil_path",
+    "artifact",
+    "listen_to_contract",
+    "quantity",
+    "revert_reason",
+    "topic",
+]
 
 
 def topic(signature: str) -> str:

@@ -263,3 +263,7 @@ register_resolution(
         order=lambda body: body[:96],
     ),
 )
+
+# Registers "where is my deposit" (GET /v1/deposits/{tx_hash}) and the orphaned_credits
+# readiness problem: imported last, it reads the names above.
+from resolutions.credit import status as status  # noqa: E402

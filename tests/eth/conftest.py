@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.contracts import Chain, deploy_bridge
-from bridge.devnet import ANVIL_NO_DISK
+from listeners.eth_deposits.escrow import deploy_bridge
+from listeners.ethereum import ANVIL_NO_DISK, Chain
 
 ROOT = Path(__file__).resolve().parents[2]
 ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"

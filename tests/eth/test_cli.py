@@ -34,7 +34,7 @@ async def test_deploy_deposit_and_follow_it_to_credited(tmp_path: Path, anvil: A
     )
     assert set(deployed) == {"chain_id", "token", "escrow", "deployment_block"}
     # The deployer mints itself test tokens with cast-free web3: reuse the CLI's own helper.
-    from bridge.contracts import Chain
+    from listeners.ethereum import Chain
 
     chain = await Chain.connect(anvil.url, DEPLOYER_KEY)
     try:

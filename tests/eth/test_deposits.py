@@ -9,8 +9,9 @@ from typing import Any
 
 from eth_account import Account
 
-from bridge.contracts import Chain, deposit
 from bridge.node import Node
+from listeners.eth_deposits.escrow import deposit
+from listeners.ethereum import Chain
 from tests.eth.conftest import Anvil, wait_for
 from tests.eth.nodes import deposits_table, make_home, running
 
@@ -86,7 +87,7 @@ async def all_equal(node: Node, expected: dict[str, int]) -> bool:
 async def test_fee_on_transfer_token_credits_what_the_escrow_received(
     tmp_path: Path, anvil: Anvil, chain: Chain
 ) -> None:
-    from bridge.contracts import deploy_bridge
+    from listeners.eth_deposits.escrow import deploy_bridge
 
     fee_token, _ = await chain.deploy("FeeToken", "Fee Token", "FEE", 100)  # 1% fee
     bridge = await deploy_bridge(chain, token=fee_token)

@@ -20,8 +20,8 @@ import aiohttp
 from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.contracts import Chain
 from bridge.node import Node
+from listeners.ethereum import Chain
 from resolutions.credit import CREDIT_ACCOUNT, Deposit
 from tests.eth.conftest import Anvil, wait_for
 from tests.eth.nodes import deposits_table, make_home, running

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 from eth_account import Account
 
-from bridge.contracts import Chain
+from listeners.ethereum import Chain
 from tests.eth.conftest import Anvil, wait_for
 from tests.eth.nodes import deposits_table, make_home, running
 from tests.eth.test_faults import ETH, Depositor, assert_credited_once, chain_truth

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from bridge.contracts import Chain
+from listeners.ethereum import Chain
 from listeners.ethereum import client as ethereum
 from tests.eth.conftest import Anvil
 from tests.eth.nodes import deposits_table, make_home, running

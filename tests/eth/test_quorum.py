@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from eth_account import Account
 
-from bridge.contracts import Chain
 from bridge.node import Node
 from listeners.eth_deposits import EthDepositsConfig
+from listeners.ethereum import Chain
 from resolutions.credit import CREDIT_ACCOUNT, Deposit
 from tests.eth.conftest import Anvil, wait_for
 from tests.eth.nodes import deposits_table, make_home, running

@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.contracts import Chain
 from bridge.devnet import Ports, free_base_port, write_devnet
 from bridge.node import BUNDLED_COMETBFT
+from listeners.ethereum import Chain
 from tests.eth.conftest import Anvil, anvil, bridge, chain  # noqa: F401  (fixtures)
 
 
@@ -150,7 +150,7 @@ async def network(tmp_path: Path, anvil: Anvil, bridge: dict[str, Any]) -> Async
 
 
 async def deposit_many(chain: Chain, escrow: str, recipients: list[str], count: int) -> dict[str, int]:  # noqa: F811
-    from bridge.contracts import deposit
+    from listeners.eth_deposits.escrow import deposit
 
     expected: dict[str, int] = {}
     for n in range(count):

@@ -11,7 +11,8 @@ import pytest
 from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge.contracts import Chain, deploy_bridge, deposit
+from listeners.eth_deposits.escrow import deploy_bridge, deposit
+from listeners.ethereum import Chain
 from tests.eth.conftest import Anvil
 from tests.network.conftest import deposits_table, make_network
 

@@ -14,11 +14,11 @@ from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import DATA_DIR, KEY_FILE
-from bridge.contracts import Chain
 from bridge.errors import TxCode
 from bridge.keys import NodeKey
 from bridge.ledger.app import MAX_NONCE_AHEAD
 from bridge.txs import Transfer, Tx, encode_join
+from listeners.ethereum import Chain
 from tests.eth.conftest import Anvil
 from tests.network.conftest import deposit_many, make_network
 

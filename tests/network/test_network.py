@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from bridge.contracts import Chain
+from listeners.ethereum import Chain
 from tests.eth.conftest import Anvil
 from tests.network.conftest import Network, deposit_many
 

@@ -24,8 +24,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.demo import ANVIL_KEY
 from bridge.devnet import Ports, free_base_port
+from listeners.ethereum import ANVIL_KEY
 from tests.eth.conftest import ROOT, wait_for
 from tests.test_readme import section_blocks
 

@@ -1,6 +1,6 @@
 """The end-to-end suite the compose network's `e2e` service runs (`docker compose --profile e2e
-run e2e`). With ``E2E_NODES`` (API URLs, comma-separated), ``E2E_ETH_RPC`` and ``E2E_CONTRACTS``
-(the deploy's JSON) set, it tests the running network they name; without them it starts the
+run e2e`). With ``E2E_NODES`` (API URLs, comma-separated), ``E2E_ETH_RPC`` and ``E2E_SETUP``
+(`bridge devnet deploy`'s JSON) set, it tests the running network they name; without them it starts the
 same topology as processes with `bridge devnet up`, so `make test` runs the very same test."""
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.contracts import Chain, deposit
-from bridge.demo import ANVIL_KEY
 from bridge.devnet import free_base_port
+from listeners.eth_deposits.escrow import deposit
+from listeners.ethereum import ANVIL_KEY, Chain
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +43,8 @@ def bridge_cli(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 async def target(tmp_path: Path) -> AsyncIterator[Target]:
     if nodes := os.environ.get("E2E_NODES"):
-        contracts = json.loads(Path(os.environ["E2E_CONTRACTS"]).read_text())
-        yield Target(nodes.split(","), os.environ["E2E_ETH_RPC"], contracts["escrow"])
+        setup = json.loads(Path(os.environ["E2E_SETUP"]).read_text())
+        yield Target(nodes.split(","), os.environ["E2E_ETH_RPC"], setup["contracts"]["escrow"])
         return
     directory = tmp_path / "devnet"
     up = await asyncio.to_thread(

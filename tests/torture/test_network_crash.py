@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
-from bridge.contracts import Chain
+from listeners.ethereum import Chain
 from resolutions.credit import CREDIT_ACCOUNT, Deposit
 from tests.eth.conftest import Anvil
 from tests.eth.test_faults import Depositor, chain_truth

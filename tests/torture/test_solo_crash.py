@@ -17,8 +17,8 @@ import pytest
 from eth_account import Account
 
 from bridge.config import DATA_DIR
-from bridge.contracts import Chain
 from bridge.ledger import Ledger
+from listeners.ethereum import Chain
 from resolutions.credit import CREDIT_ACCOUNT, Deposit
 from tests.eth.conftest import Anvil, wait_for
 from tests.eth.nodes import deposits_table, make_home

@@ -1,4 +1,6 @@
-"""Where is my deposit: what this node knows of the deposits of one Ethereum transaction.
+"""Where is my deposit: what this node knows of the deposits of one Ethereum transaction,
+served as ``GET /v1/deposits/{tx_hash}`` (``resolutions.register_query``); and the
+``orphaned_credits`` readiness problem (``resolutions.register_readiness``).
 
 A deposit is, from first to last: ``seen`` (in the local event store), ``voted`` (this
 node's vote is in the ledger), ``pending`` (a resolution exists, with x of y power) and
@@ -10,13 +12,12 @@ grows with the backlog, not with history.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from eth_utils.address import to_checksum_address
 
-from bridge.eventstore import VOTED, EventStore
-from bridge.ledger import Ledger, required_power
-from resolutions import get_resolution
+from resolutions import NodeReader, register_query, register_readiness
 from resolutions.credit import (
     CREDIT_ACCOUNT,
     ORPHANED,
@@ -26,6 +27,8 @@ from resolutions.credit import (
     described_key,
     orphans,
 )
+
+__all__ = ["deposit_status", "find_deposits", "orphaned_credits", "orphaned_credits_problem"]
 
 
 def _describe(deposit: Deposit) -> dict[str, Any]:
@@ -50,50 +53,53 @@ def _from_key(deposit_key: bytes) -> dict[str, Any]:
     }
 
 
-async def _one(ledger: Ledger, key: bytes) -> bytes | None:
-    """The committed value of ``credit_account``'s ``key``."""
-    found = await ledger.kv_prefix(CREDIT_ACCOUNT, key, limit=1)
-    return found[0][1] if found and found[0][0] == key else None
-
-
-async def orphaned_credits(ledger: Ledger) -> tuple[int, int]:
+async def orphaned_credits(reader: NodeReader) -> tuple[int, int]:
     """(number, total amount) of the orphaned credits in the committed state: what the ledger
     credited that no escrow deposit backs any more."""
-    raw = await _one(ledger, ORPHANED_TOTAL)
+    raw = await reader.get(CREDIT_ACCOUNT, ORPHANED_TOTAL)
     return (0, 0) if raw is None else (int.from_bytes(raw[:8], "big"), int.from_bytes(raw[8:], "big"))
 
 
-async def find_deposits(tx_hash: bytes, ledger: Ledger, store: EventStore) -> list[dict[str, Any]]:
+@register_readiness
+async def orphaned_credits_problem(reader: NodeReader) -> list[str]:
+    """Credits a deep reorg left unbacked (the ledger's committed state, so every node says
+    it): a liability an operator must settle; it clears when they are reconciled."""
+    count, amount = await orphaned_credits(reader)
+    return [f"orphaned_credits:count={count},amount={amount}"] if count else []
+
+
+async def find_deposits(tx_hash: bytes, reader: NodeReader) -> list[dict[str, Any]]:
+    """Every deposit of Ethereum transaction ``tx_hash`` this node knows of, by log index."""
     found: dict[int, dict[str, Any]] = {}  # by log index; the most advanced status wins
-    for event in await store.of_type(CREDIT_ACCOUNT):
+    for event in await reader.local_events(CREDIT_ACCOUNT):
         deposit = Deposit.decode(event.body)
         if deposit.tx_hash == tx_hash:
-            status = "voted" if event.state == VOTED else "seen"
-            found[deposit.log_index] = {**_describe(deposit), "status": status}
+            found[deposit.log_index] = {**_describe(deposit), "status": "voted" if event.voted else "seen"}
 
-    total = sum(ledger.validators.values())
-    need = required_power(total, get_resolution(CREDIT_ACCOUNT).confirmation_threshold)
-    for rid, body, power in await ledger.pending(CREDIT_ACCOUNT):
-        deposit = Deposit.decode(body)
+    pending = await reader.pending(CREDIT_ACCOUNT)
+    if pending:
+        total, need = reader.total_power(), reader.required_power(CREDIT_ACCOUNT)
+    for p in pending:
+        deposit = Deposit.decode(p.body)
         if deposit.tx_hash == tx_hash:
             voted = found.get(deposit.log_index, {}).get("status") == "voted"
             found[deposit.log_index] = {
                 **_describe(deposit),
                 "status": "pending",
                 "voted_by_this_node": voted,
-                "resolution_id": rid.hex(),
-                "approved_power": power,
+                "resolution_id": p.id.hex(),
+                "approved_power": p.approved_power,
                 "required_power": need,
                 "total_power": total,
             }
 
-    for key, deposit_key in await ledger.kv_prefix(CREDIT_ACCOUNT, b"tx:" + tx_hash):
-        value = await _one(ledger, credited_key(deposit_key))
-        described = await _one(ledger, described_key(deposit_key))
+    for key, deposit_key in await reader.prefix(CREDIT_ACCOUNT, b"tx:" + tx_hash):
+        value = await reader.get(CREDIT_ACCOUNT, credited_key(deposit_key))
+        described = await reader.get(CREDIT_ACCOUNT, described_key(deposit_key))
         if value is None or (described is not None and described[:32] != tx_hash):
             continue  # the key's credit is another transaction's deposit now (see orphans)
         rid = value[8:]
-        processed = await ledger.processed_body(rid)
+        processed = await reader.processed_body(rid)
         entry: dict[str, Any] = {"log_index": int.from_bytes(key[-8:], "big"), **_from_key(deposit_key)}
         if described is not None:  # what the key's credit is (credits since it is kept)
             entry["log_index"] = int.from_bytes(described[32:40], "big")
@@ -109,9 +115,9 @@ async def find_deposits(tx_hash: bytes, ledger: Ledger, store: EventStore) -> li
     # Credits of this transaction's deposits that a deep reorg orphaned: listed beside what
     # became of the deposit since (its transaction mined again: pending, credited...).
     orphaned = []
-    for key, value in await ledger.kv_prefix(CREDIT_ACCOUNT, ORPHANED + tx_hash):
+    for key, value in await reader.prefix(CREDIT_ACCOUNT, ORPHANED + tx_hash):
         for o in orphans(key, value):
-            processed = await ledger.processed_body(o.resolution_id)
+            processed = await reader.processed_body(o.resolution_id)
             orphaned.append(
                 {
                     "log_index": o.log_index,
@@ -128,3 +134,20 @@ async def find_deposits(tx_hash: bytes, ledger: Ledger, store: EventStore) -> li
     orphaned.sort(key=lambda e: (e["log_index"], e["orphaned_height"], e["nonce"]))
     listed = [found[i] for i in sorted(found)]
     return sorted(listed + orphaned, key=lambda e: int(e["log_index"]))  # stable: orphans last
+
+
+async def deposit_status(reader: NodeReader, params: Mapping[str, str]) -> dict[str, Any]:
+    """``GET /v1/deposits/{tx_hash}``: ``{"tx_hash": ..., "deposits": [...]}``."""
+    try:
+        tx_hash = bytes.fromhex(params["tx_hash"].removeprefix("0x"))
+    except ValueError:
+        tx_hash = b""
+    if len(tx_hash) != 32:
+        raise ValueError("the transaction hash must be 32 bytes of hex")
+    found = await find_deposits(tx_hash, reader)
+    if not found:
+        raise LookupError(f"no deposit of transaction 0x{tx_hash.hex()} is known to this node")
+    return {"tx_hash": "0x" + tx_hash.hex(), "deposits": found}
+
+
+register_query("deposits/{tx_hash}", deposit_status)

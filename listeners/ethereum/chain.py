@@ -1,4 +1,6 @@
-"""Deploying the escrow and making deposits: the Ethereum side of the CLI and the tests.
+"""Deploying contracts and sending transactions: ``Chain``, the committed artifacts, and
+naming a revert's custom error. For command-line tools, tests and devnet setup steps (the
+listener itself reads with ``listeners.ethereum.client``).
 
 Transactions are signed locally (eth-account) and sent raw, so this works against any
 JSON-RPC endpoint, not only a dev chain with unlocked accounts.
@@ -16,14 +18,14 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import AsyncHTTPProvider, AsyncWeb3
-from web3.logs import DISCARD
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "contracts" / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "contracts" / "artifacts"
 
 
 @cache
 def artifact(name: str) -> dict[str, Any]:
-    """ABI and creation bytecode of a contract, from the committed build artifacts."""
+    """ABI and creation bytecode of a contract, from the committed build artifacts
+    (``contracts/artifacts/<name>.json``)."""
     data: dict[str, Any] = json.loads((ARTIFACTS / f"{name}.json").read_text())
     return data
 
@@ -60,7 +62,7 @@ class Chain:
         return receipt
 
     async def deploy(self, name: str, *args: Any) -> tuple[str, int]:
-        """Deploy contract ``name``; returns (address, block number)."""
+        """Deploy contract ``name`` (an artifact); returns (address, block number)."""
         a = artifact(name)
         contract = self.w3.eth.contract(abi=a["abi"], bytecode=a["bytecode"])
         receipt = await self.send(
@@ -69,9 +71,11 @@ class Chain:
         return str(receipt["contractAddress"]), int(receipt["blockNumber"])
 
     def contract(self, name: str, address: str) -> Any:
+        """The deployed contract ``name`` (an artifact) at ``address``."""
         return self.w3.eth.contract(address=self.w3.to_checksum_address(address), abi=artifact(name)["abi"])
 
     async def call(self, fn: Any) -> dict[str, Any]:
+        """Send a contract function call as a transaction; returns its receipt."""
         return await self.send(await fn.build_transaction({"from": self.account.address}))
 
 
@@ -84,39 +88,3 @@ def revert_reason(data: str) -> str:
                 if data.startswith("0x" + keccak(text=signature).hex()[:8]):
                     return f"{item['name']} ({data})"
     return data
-
-
-async def deploy_bridge(chain: Chain, token: str | None = None) -> dict[str, Any]:
-    """Deploy a TestToken (unless ``token`` is given: then 10**24 are minted to the deployer)
-    and a BridgeEscrow for it."""
-    if token is None:
-        token, _ = await chain.deploy("TestToken", "Bridge Test Token", "BTT")
-        await chain.call(chain.contract("TestToken", token).functions.mint(chain.account.address, 10**24))
-    escrow, block = await chain.deploy("BridgeEscrow", chain.w3.to_checksum_address(token))
-    return {
-        "chain_id": await chain.w3.eth.chain_id,
-        "token": token,
-        "escrow": escrow,
-        "deployment_block": block,
-    }
-
-
-async def deposit(chain: Chain, escrow: str, amount: int, recipient: str | None = None) -> dict[str, Any]:
-    """Approve the escrow and deposit ``amount`` for ``recipient`` (default: the sender)."""
-    bridge = chain.contract("BridgeEscrow", escrow)
-    token = chain.contract("TestToken", await bridge.functions.token().call())
-    await chain.call(token.functions.approve(bridge.address, amount))
-    fn = (
-        bridge.functions.deposit(amount, chain.w3.to_checksum_address(recipient))
-        if recipient
-        else bridge.functions.deposit(amount)
-    )
-    receipt = await chain.call(fn)
-    events = bridge.events.Deposit().process_receipt(receipt, errors=DISCARD)
-    return {
-        "tx_hash": "0x" + bytes(receipt["transactionHash"]).hex(),
-        "block": int(receipt["blockNumber"]),
-        "nonce": int(events[0]["args"]["nonce"]),
-        "amount": int(events[0]["args"]["amount"]),
-        "recipient": str(events[0]["args"]["recipient"]),
-    }
