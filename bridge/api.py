@@ -134,6 +134,8 @@ async def status(request: web.Request) -> web.Response:
             "listeners": {
                 name: {
                     "state": state,
+                    # A listener without its [app.extensions.NAME] table does not run here.
+                    "configured": name in node.settings.app.extensions,
                     "restarts": node.supervisor.restarts[name],
                     "problems": sorted(node.listener_status[name].problems),
                     "counters": dict(sorted(node.listener_status[name].counters.items())),

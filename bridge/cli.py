@@ -116,7 +116,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"validator  {'yes' if data['validator'] else 'no'} (power {data['power']})")
     print(f"caught up  {'yes' if data['caught_up'] else 'no'}")
     for name, info in data["listeners"].items():
-        print(f"listener   {name}: {info['state']}")
+        print(f"listener   {name}: {info['state'] if info.get('configured', True) else 'not configured'}")
     print("events     " + (", ".join(f"{k} {v}" for k, v in data["events"].items()) or "none"))
     return 0
 

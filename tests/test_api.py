@@ -151,6 +151,7 @@ async def test_status(running: Running) -> None:
     assert body["engine"] == "solo"
     # http_oracle is registered but has no config table here: it returns at once.
     assert body["listeners"]["http_oracle"]["state"] in ("running", "finished")
+    assert body["listeners"]["http_oracle"]["configured"] is False
     assert body["listeners"]["http_oracle"]["restarts"] == 0
     assert body["events"] == {}
     assert body["mempool"] == 0

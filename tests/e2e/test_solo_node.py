@@ -250,6 +250,8 @@ async def test_oracle_value_is_resolved_and_survives_restart(tmp_path: Path) -> 
             code, out, err = await bridge("status", "--node", node.url)
             assert code == 0, err
             assert re.search(r"^listener\s+http_oracle: running$", out, re.M), out
+            # eth_deposits has no table on this node: said in words, not "finished".
+            assert re.search(r"^listener\s+eth_deposits: not configured$", out, re.M), out
             assert re.search(r"^validator\s+yes \(power 10\)$", out, re.M), out
 
             code, out, err = await bridge("status", "--node", node.url, "--json")
