@@ -215,3 +215,16 @@ def test_known_environment_variables_still_work(tmp_path: Path, monkeypatch: pyt
     assert settings.app.extensions == {
         "eth_deposits": {"rpc_url": "http://127.0.0.1:8545", "chain_id": "31337"}
     }
+
+
+def test_numeric_extension_keys_from_the_environment_override_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table = 'rpc_url = "http://127.0.0.1:1"\ncontract_address = "0x' + "00" * 19 + '01"\nchain_id = 5\n'
+    (tmp_path / CONFIG_FILE).write_text("[app.extensions.eth_deposits]\n" + table)
+    monkeypatch.setenv("BRIDGE_APP__EXTENSIONS__ETH_DEPOSITS__CHAIN_ID", "7")
+    monkeypatch.setenv("BRIDGE_APP__EXTENSIONS__ETH_DEPOSITS__POLL_INTERVAL", "0.5")
+    table_seen = load_config(tmp_path).app.extensions["eth_deposits"]
+    config = EthDepositsConfig.parse(table_seen, "app.extensions.eth_deposits")
+    # Merged key by key with the file's table, and typed by the listener's model.
+    assert (config.chain_id, config.poll_interval, config.rpc_url) == (7, 0.5, ("http://127.0.0.1:1",))
