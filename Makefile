@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 # anvil + escrow + a validator + a few deposits, credited; runs until Ctrl-C.
-demo: install
+demo: $(STAMP) node-tools
 	$(BIN)/bridge demo
 
 lint: install
