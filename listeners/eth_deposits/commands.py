@@ -16,7 +16,7 @@ from web3.exceptions import ContractCustomError, Web3Exception
 
 from listeners import ConfigError, register_command
 from listeners.eth_deposits.escrow import deploy_bridge, deposit
-from listeners.ethereum import Chain, revert_reason
+from listeners.ethereum import Chain, add_key_arguments, private_key, revert_reason
 
 DEFAULT_NODE = "http://127.0.0.1:8080"
 T = TypeVar("T")
@@ -67,14 +67,16 @@ def setup_contracts(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="contracts_command", required=True)
     deploy = sub.add_parser("deploy", help="deploy the escrow (and a test token unless --token)")
     deploy.add_argument("--rpc", required=True, help="Ethereum JSON-RPC URL")
-    deploy.add_argument("--private-key", required=True, help="key of the deploying account")
     deploy.add_argument("--token", help="an existing ERC20 for the escrow to hold")
     deploy.add_argument("--out", type=Path, help="also write the addresses (the printed JSON) to this file")
+    add_key_arguments(deploy, "the deploying account")
 
 
 def run_contracts(args: argparse.Namespace) -> int:
+    key = private_key(args)
+
     async def deploy() -> dict[str, Any]:
-        chain = await Chain.connect(args.rpc, args.private_key)
+        chain = await Chain.connect(args.rpc, key)
         try:
             return await deploy_bridge(chain, args.token)
         finally:
@@ -95,15 +97,16 @@ def setup_deposit(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--escrow", required=True)
     parser.add_argument("--amount", type=int, required=True, help="in the token's smallest unit")
     parser.add_argument("--recipient", help="ledger account to credit (default: the sender)")
-    parser.add_argument("--private-key", required=True)
+    add_key_arguments(parser, "the depositor")
 
 
 def run_deposit(args: argparse.Namespace) -> int:
     if args.amount <= 0:
         raise ConfigError("--amount must be a positive integer (the token's smallest unit)")
+    key = private_key(args)
 
     async def make() -> dict[str, Any]:
-        chain = await Chain.connect(args.rpc, args.private_key)
+        chain = await Chain.connect(args.rpc, key)
         try:
             return await deposit(chain, args.escrow, args.amount, args.recipient)
         finally:

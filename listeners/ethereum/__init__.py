@@ -25,7 +25,8 @@ Its ``[app.extensions.NAME]`` table is :class:`EthereumConfig` (subclass it to a
 For the tools around a listener (commands, devnet setup steps, tests): :class:`Chain`
 deploys the committed artifacts (:func:`artifact`) and sends signed transactions,
 :func:`revert_reason` names a custom error, and :func:`anvil` runs a local chain
-(``ANVIL_KEY`` is its funded test key).
+(``ANVIL_KEY`` is its funded test key); :func:`add_key_arguments` and :func:`private_key`
+give a command its key from a file, ``$ETH_PRIVATE_KEY`` or a keystore.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from listeners.ethereum.anvil import ANVIL_KEY, ANVIL_NO_DISK, anvil, anvil_path
 from listeners.ethereum.chain import ARTIFACTS, Chain, artifact, revert_reason
 from listeners.ethereum.client import EthClient, QuorumClient, quantity
 from listeners.ethereum.config import EthereumConfig
+from listeners.ethereum.keys import add_key_arguments, private_key
 from listeners.ethereum.scanner import ContractEvents, Log, Scanner
 
 __all__ = [
@@ -47,10 +49,12 @@ __all__ = [
     "ContractEvents",
     "EthereumConfig",
     "Log",
+    "add_key_arguments",
     "anvil",
     "anvil_path",
     "artifact",
     "listen_to_contract",
+    "private_key",
     "quantity",
     "revert_reason",
     "topic",

@@ -117,3 +117,33 @@ def test_demo_runs_from_the_commands_a_new_user_types() -> None:
     done = bridge("demo", "--deposits", "3", "--exit", "--api-port", "0", timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all 3 deposits credited" in done.stdout
+
+
+def test_the_key_comes_from_a_file_the_environment_or_a_keystore(tmp_path: Path, anvil: Anvil) -> None:
+    key_file, keystore, password = tmp_path / "key", tmp_path / "keystore.json", tmp_path / "password"
+    key_file.write_text(DEPLOYER_KEY.removeprefix("0x") + "\n")
+    keystore.write_text(json.dumps(Account.encrypt(bytes.fromhex(DEPLOYER_KEY[2:]), "s3cret", iterations=2)))
+    password.write_text("s3cret\n")
+    deploy = ("contracts", "deploy", "--rpc", anvil.url)
+    env = {"PATH": "/usr/bin:/bin", "ETH_PRIVATE_KEY": DEPLOYER_KEY}
+    runs = [
+        bridge(*deploy, "--private-key-file", str(key_file)),
+        bridge(*deploy, "--keystore", str(keystore), "--password-file", str(password)),
+        subprocess.run([sys.executable, "-m", "bridge", *deploy], capture_output=True, text=True, env=env),
+    ]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+        assert set(json.loads(done.stdout)) == {"chain_id", "token", "escrow", "deployment_block"}
+    password.write_text("wrong\n")
+    refused = {
+        "two sources": bridge(*deploy, "--private-key", DEPLOYER_KEY, "--private-key-file", str(key_file)),
+        "no key": subprocess.run(
+            [sys.executable, "-m", "bridge", *deploy], capture_output=True, text=True, env={"PATH": "/bin"}
+        ),
+        "wrong password": bridge(*deploy, "--keystore", str(keystore), "--password-file", str(password)),
+        "missing file": bridge(*deploy, "--private-key-file", str(tmp_path / "nope")),
+    }
+    for what, done in refused.items():
+        assert done.returncode == 1, (what, done.stderr)
+        assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr, (what, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, (what, done.stderr)

@@ -2,7 +2,7 @@
 
 Every command of the section runs, in order, with `.venv/bin/bridge` in a subprocess, and its
 TOML table is appended to the node's config.toml. Only the placeholders change: $RPC is a
-real anvil, $KEY anvil's funded key, `0x...` the escrow the walkthrough deployed, the tx hash
+real anvil, $KEY_FILE a file holding anvil's funded key, `0x...` the escrow the walkthrough deployed, the tx hash
 and recipient those of its deposit; the home is in a temp dir, and the node's API port is
 the free one it picks (BRIDGE_API__PORT=0), passed to the client commands with --node.
 """
@@ -60,7 +60,9 @@ class Walkthrough:
 
     def __init__(self, cwd: Path, anvil: Anvil) -> None:
         self.cwd, self.anvil = cwd, anvil
-        self.values = {"$RPC": anvil.url, "$KEY": DEPLOYER_KEY}
+        key_file = cwd / "deployer.key"  # the README's $KEY_FILE: a key never on the command line
+        key_file.write_text(DEPLOYER_KEY + "\n")
+        self.values = {"$RPC": anvil.url, "$KEY_FILE": str(key_file)}
         self.home: Path | None = None
         self.deployed: dict[str, Any] = {}
         self.node: subprocess.Popen[bytes] | None = None
