@@ -265,9 +265,11 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     init = sub.add_parser("init", help="create a node's home: config, genesis, key")
-    init.add_argument("--home", type=Path, required=True)
-    init.add_argument("--chain-id", default="bridge-local")
-    init.add_argument("--api-port", type=int, default=8080)
+    init.add_argument(
+        "--home", type=Path, required=True, help="the folder to create (config.toml, genesis, key, data)"
+    )
+    init.add_argument("--chain-id", default="bridge-local", help="the new chain's id (default: bridge-local)")
+    init.add_argument("--api-port", type=int, default=8080, help="the HTTP API's port (0: any free one)")
     init.add_argument("--join", metavar="URL", help="a node of the CometBFT network to join (its API)")
     init.add_argument("--peers", help="with --join: id@host:port,... to dial (default: that node)")
     init.add_argument("--p2p-port", type=int, default=26656, help="with --join (default 26656)")
@@ -278,17 +280,17 @@ def parser() -> argparse.ArgumentParser:
     init.set_defaults(fn=cmd_init)
 
     start = sub.add_parser("start", help="run the node until SIGINT or SIGTERM")
-    start.add_argument("--home", type=Path, required=True)
+    start.add_argument("--home", type=Path, required=True, help="the node's folder, made by `init`")
     start.set_defaults(fn=cmd_start)
 
     status = sub.add_parser("status", help="show a running node's status")
     status.add_argument("--node", default=DEFAULT_NODE, help=f"API URL (default {DEFAULT_NODE})")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="print /v1/status as JSON")
     status.set_defaults(fn=cmd_status)
 
     balance = sub.add_parser("balance", help="show an account's ledger balance")
-    balance.add_argument("address")
-    balance.add_argument("--node", default=DEFAULT_NODE)
+    balance.add_argument("address", help="0x + 40 hex digits (an Ethereum address) or 64 (a node key)")
+    balance.add_argument("--node", default=DEFAULT_NODE, help=f"a node's API URL (default {DEFAULT_NODE})")
     balance.set_defaults(fn=cmd_balance)
 
     vals = sub.add_parser("validators", help="the validator set and its governance")
@@ -301,11 +303,11 @@ def parser() -> argparse.ArgumentParser:
         ("leave", "leave the validator set"),
     ):
         cmd = vals_sub.add_parser(name, help=help_text)
-        cmd.add_argument("--node", default=DEFAULT_NODE)
+        cmd.add_argument("--node", default=DEFAULT_NODE, help=f"a node's API URL (default {DEFAULT_NODE})")
         if name != "list":
             cmd.add_argument("--home", type=Path, required=True, help="the signing node's home")
         if name == "join":
-            cmd.add_argument("--power", type=int, default=10)
+            cmd.add_argument("--power", type=int, default=10, help="the voting power asked for (default 10)")
         if name in ("approve", "remove"):
             cmd.add_argument("id", help="request id (approve) or validator public key (remove), hex")
         cmd.set_defaults(fn=cmd_validators)
@@ -330,9 +332,14 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--out", type=Path, help="also write the printed JSON to this file")
             cmd.set_defaults(fn=cmd_devnet)
             continue
-        cmd.add_argument("--dir", type=Path, default=Path("devnet-docker" if name == "init" else "devnet"))
+        cmd.add_argument(
+            "--dir",
+            type=Path,
+            default=Path("devnet-docker" if name == "init" else "devnet"),
+            help="the devnet's folder: node homes, logs, manifest",
+        )
         if name in ("up", "init"):
-            cmd.add_argument("--validators", type=int, default=4)
+            cmd.add_argument("--validators", type=int, default=4, help="how many validators (default 4)")
             cmd.add_argument("--base-port", type=int, default=26600, help="node i uses base + 10*i ...")
         if name == "up":
             cmd.add_argument("--observers", type=int, default=0, help="extra non-validator nodes")

@@ -93,8 +93,8 @@ def run_contracts(args: argparse.Namespace) -> int:
 
 
 def setup_deposit(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rpc", required=True)
-    parser.add_argument("--escrow", required=True)
+    parser.add_argument("--rpc", required=True, help="Ethereum JSON-RPC URL")
+    parser.add_argument("--escrow", required=True, help="the BridgeEscrow's address")
     parser.add_argument("--amount", type=int, required=True, help="in the token's smallest unit")
     parser.add_argument("--recipient", help="ledger account to credit (default: the sender)")
     add_key_arguments(parser, "the depositor")
@@ -120,9 +120,9 @@ def run_deposit(args: argparse.Namespace) -> int:
 
 
 def setup_deposit_status(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("tx_hash")
-    parser.add_argument("--node", default=DEFAULT_NODE)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("tx_hash", help="the deposit's Ethereum transaction hash")
+    parser.add_argument("--node", default=DEFAULT_NODE, help=f"a node's API URL (default {DEFAULT_NODE})")
+    parser.add_argument("--json", action="store_true", help="print the answer as JSON")
 
 
 def run_deposit_status(args: argparse.Namespace) -> int:
@@ -146,9 +146,9 @@ def run_deposit_status(args: argparse.Namespace) -> int:
 
 
 def setup_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--deposits", type=int, default=3)
+    parser.add_argument("--deposits", type=int, default=3, help="how many deposits to make (default 3)")
     parser.add_argument("--exit", action="store_true", help="exit once the deposits are credited")
-    parser.add_argument("--api-port", type=int, default=8080)
+    parser.add_argument("--api-port", type=int, default=8080, help="the node's API port (0: any free one)")
     parser.add_argument("--home", type=Path, help="keep the node's home here (default: a temp dir)")
 
 

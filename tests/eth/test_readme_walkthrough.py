@@ -2,9 +2,10 @@
 
 Every command of the section runs, in order, with `.venv/bin/bridge` in a subprocess, and its
 TOML table is appended to the node's config.toml. Only the placeholders change: $RPC is a
-real anvil, $KEY_FILE a file holding anvil's funded key, `0x...` the escrow the walkthrough deployed, the tx hash
-and recipient those of its deposit; the home is in a temp dir, and the node's API port is
-the free one it picks (BRIDGE_API__PORT=0), passed to the client commands with --node.
+real anvil, $KEY_FILE a file holding anvil's funded key, `0x...` the escrow the walkthrough
+deployed, the tx hash and recipient those of its deposit; the home is in a temp dir, and the
+node's API port is the free one it picks (BRIDGE_API__PORT=0), passed to the client commands
+with --node.
 """
 
 from __future__ import annotations
