@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from bridge import hints
 from bridge.config import CONFIG_FILE, CONFIG_TEMPLATE, DATA_DIR, GENESIS_FILE, KEY_FILE
 from bridge.encoding import event_id
 from bridge.errors import BridgeError
@@ -224,7 +225,9 @@ def _devnet_init(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise CliError(f"--setup {args.setup}: {exc}") from None
         if not isinstance(setup, dict) or not isinstance(setup.get("extensions"), dict):
-            raise CliError(f"--setup {args.setup} is not the output of `bridge devnet deploy`")
+            raise CliError(
+                f"--setup {args.setup} is not the output of `{hints.command('devnet deploy --out FILE')}`"
+            )
     homes = devnet.init_docker(
         args.dir,
         args.validators,

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.errors import ConfigError
+from bridge.hints import command
 from bridge.txs import MAX_VOTES_PER_TX
 from listeners import registered_listeners
 
@@ -152,7 +153,7 @@ def load_config(home: Path) -> Settings:
     try:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"{path} does not exist (run `bridge init --home {home}`)") from None
+        raise ConfigError(f"{path} does not exist (run `{command(f'init --home {home}')}`)") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:  # TOML is UTF-8 only
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     except OSError as exc:

@@ -30,6 +30,7 @@ import aiohttp
 from bridge.config import CONFIG_FILE, DATA_DIR, GENESIS_FILE, KEY_FILE
 from bridge.engines.cometbft import address
 from bridge.errors import BridgeError
+from bridge.hints import command
 from bridge.keys import NodeKey, account_id
 from bridge.ledger import Genesis
 from bridge.ledger.types import DEFAULT_JOIN_BOND
@@ -396,7 +397,9 @@ async def up(directory: Path, validators: int, base_port: int, observers: int = 
     non-validators (which can ask to join with `bridge validators join`), each with the
     extension tables the steps returned."""
     if (directory / MANIFEST).exists():
-        raise BridgeError(f"{directory} already holds a devnet: `bridge devnet down --dir {directory}` first")
+        raise BridgeError(
+            f"{directory} already holds a devnet: `{command(f'devnet down --dir {directory}')}` first"
+        )
     if not 1 <= validators <= 9 or not 0 <= observers <= 9 - validators:
         raise BridgeError("--validators must be 1 to 9, and --observers at most 9 minus that")
     directory.mkdir(parents=True, exist_ok=True)

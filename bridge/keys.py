@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from bridge.errors import ConfigError
+from bridge.hints import command
 
 
 class NodeKey:
@@ -52,7 +53,9 @@ class NodeKey:
             data = json.loads(path.read_text())
             return cls.from_seed(bytes.fromhex(data["private_key"]))
         except FileNotFoundError:
-            raise ConfigError(f"node key file {path} does not exist (run `bridge init`)") from None
+            raise ConfigError(
+                f"node key file {path} does not exist (run `{command('init --home DIR')}`)"
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"node key file {path} is not a valid ed25519 key: {exc}") from None
 

@@ -1,10 +1,18 @@
-"""`bridge --help`, and the help of every subcommand, explains every option."""
+"""`bridge --help`, and the help of every subcommand, explains every option; the commands its
+messages suggest run as printed."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+
+from bridge import hints
 from bridge.cli import parser
 
 
@@ -38,3 +46,23 @@ def test_every_subcommand_has_help() -> None:
         if not choice.help
     ]
     assert missing == []
+
+
+def test_hints_name_this_program_not_another_bridge(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    script = tmp_path / "bin" / "bridge"
+    monkeypatch.setattr(sys, "argv", [str(script), "start"])
+    assert hints.command("init --home n") == f"{script} init --home n"
+    monkeypatch.setattr(sys, "argv", ["/somewhere/bridge/__main__.py"])
+    assert hints.command("init --home n") == f"{sys.executable} -m bridge init --home n"
+
+
+def test_a_missing_home_hint_runs_as_printed(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bridge", "start", "--home", str(tmp_path / "n")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    hint = done.stderr.split("(run `")[1].split("`)")[0]
+    assert subprocess.run(shlex.split(hint), capture_output=True, text=True).returncode == 0
+    assert (tmp_path / "n" / "config.toml").exists()

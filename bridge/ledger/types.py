@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import ConfigError, TxCode
+from bridge.hints import command
 from bridge.keys import parse_account
 
 # The join bond `bridge init` and `bridge devnet` write: one token of 18 decimals. A join
@@ -83,7 +84,9 @@ class Genesis:
         try:
             return cls.from_json(json.loads(path.read_text()), str(path))
         except FileNotFoundError:
-            raise ConfigError(f"genesis file {path} does not exist (run `bridge init`)") from None
+            raise ConfigError(
+                f"genesis file {path} does not exist (run `{command('init --home DIR')}`)"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path} is not valid JSON: {exc}") from None
 
