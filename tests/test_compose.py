@@ -17,12 +17,13 @@ import pytest
 from bridge import devnet
 from bridge.cli import cmd_devnet, cmd_start, parser
 from bridge.config import load_config
+from bridge.devnet import compose
 from listeners.eth_deposits.escrow import devnet_table
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / devnet.COMPOSE_FILE
 DEPLOYED = {"escrow": "0x" + "11" * 20, "chain_id": 31337, "deployment_block": 5, "token": "0x" + "22" * 20}
-ANVIL_URL = f"http://anvil:{devnet.ANVIL_PORT}"
+ANVIL_URL = f"http://anvil:{compose.ANVIL_PORT}"
 # What `bridge devnet deploy` writes in the compose network: the setup steps' tables and facts.
 TABLES = {"eth_deposits": devnet_table(ANVIL_URL, DEPLOYED)}
 SETUP = {"extensions": TABLES, "contracts": DEPLOYED}
@@ -92,8 +93,8 @@ def docker_homes(tmp_path: Path) -> list[Path]:
     setup.write_text(json.dumps(SETUP))
     init = devnet.compose_spec()["services"]["init"]["command"]
     # The init service's own command, with its paths moved into tmp_path.
-    argv = [str(tmp_path / "devnet") if a == devnet.DOCKER_DIR else a for a in init]
-    argv = [str(setup) if a == devnet.SETUP_FILE else a for a in argv]
+    argv = [str(tmp_path / "devnet") if a == compose.DOCKER_DIR else a for a in init]
+    argv = [str(setup) if a == compose.SETUP_FILE else a for a in argv]
     args = parser().parse_args(argv)
     assert args.fn is cmd_devnet and args.docker and args.if_missing
     assert args.fn(args) == 0
@@ -107,16 +108,16 @@ def test_compose_commands_ports_and_homes_match_the_devnet(docker_homes: list[Pa
     services = spec["services"]
     # anvil: the devnet's arguments, listening for the network.
     assert services["anvil"]["command"] == [" ".join(["anvil", *devnet.anvil_args("0.0.0.0")])]
-    assert services["anvil"]["ports"] == [f"127.0.0.1:{devnet.ANVIL_PORT}:{devnet.ANVIL_PORT}"]
+    assert services["anvil"]["ports"] == [f"127.0.0.1:{compose.ANVIL_PORT}:{compose.ANVIL_PORT}"]
     # deploy: a real `bridge devnet deploy` (the extensions' setup steps against the anvil
     # service, as `devnet up` runs them), writing where init and e2e read.
     deploy = parser().parse_args(services["deploy"]["command"])
     assert deploy.fn is cmd_devnet and deploy.devnet_command == "deploy"
-    assert deploy.rpc == ANVIL_URL and str(deploy.out) == devnet.SETUP_FILE
+    assert deploy.rpc == ANVIL_URL and str(deploy.out) == compose.SETUP_FILE
     init = parser().parse_args(services["init"]["command"])
-    assert str(init.setup) == devnet.SETUP_FILE and init.validators == 4
-    assert services["e2e"]["environment"]["E2E_SETUP"] == devnet.SETUP_FILE
-    assert (ROOT / devnet.E2E_TESTS).exists()
+    assert str(init.setup) == compose.SETUP_FILE and init.validators == 4
+    assert services["e2e"]["environment"]["E2E_SETUP"] == compose.SETUP_FILE
+    assert (ROOT / compose.E2E_TESTS).exists()
     e2e_nodes = services["e2e"]["environment"]["E2E_NODES"].split(",")
 
     for i, home in enumerate(docker_homes):
