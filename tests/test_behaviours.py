@@ -399,7 +399,7 @@ async def test_resolution_short_of_threshold_waits_for_the_block_after_a_removal
 
 def test_thresholds_fraction_sanity() -> None:
     # The arithmetic the two tests above rely on.
-    from bridge.ledger.app import passes
+    from bridge.ledger import passes
 
     assert not passes(3, 5, Fraction(2, 3)) and passes(4, 6, Fraction(2, 3))
     assert passes(2, 3, Fraction(2, 3)) and not passes(2, 4, Fraction(2, 3))

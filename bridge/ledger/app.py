@@ -12,7 +12,6 @@ import itertools
 import json
 import logging
 import sqlite3
-from fractions import Fraction
 from pathlib import Path
 from typing import assert_never
 
@@ -23,7 +22,9 @@ from bridge.encoding import Writer, event_id
 from bridge.errors import TxCode, TxError
 from bridge.keys import account_id
 from bridge.ledger import governance
+from bridge.ledger.queries import Queries
 from bridge.ledger.state import ResolutionRow, State, block_hash
+from bridge.ledger.threshold import passes
 from bridge.ledger.types import Block, BlockResult, Genesis, TxResult
 from bridge.txs import Approve, Join, Leave, Payload, Remove, Transfer, Tx, Vote, decode_payload
 from resolutions import BlockContext, Resolution, ResolutionConfig, get_resolution, registered_resolutions
@@ -42,15 +43,6 @@ MAX_PENDING_PER_VALIDATOR = 10_000
 # A signer's transactions are accepted up to this many nonces past its next one: a gap that
 # is never filled holds at most this many of its transactions in a mempool.
 MAX_NONCE_AHEAD = 64
-
-
-def required_power(total: int, threshold: Fraction) -> int:
-    """Smallest approved power that meets ``threshold`` of ``total``: ceil(total * t)."""
-    return -(-(total * threshold.numerator) // threshold.denominator)
-
-
-def passes(approved: int, total: int, threshold: Fraction) -> bool:
-    return total > 0 and approved >= required_power(total, threshold)
 
 
 def _peek(raw: bytes) -> tuple[bytes, int, int] | None:
@@ -126,7 +118,7 @@ class LedgerApp:
         await self._state.kv_set(*RECHECK_KEY, b"\x01")
 
 
-class Ledger:
+class Ledger(Queries):
     def __init__(
         self, db: sqlite3.Connection, view: sqlite3.Connection, reader: aiosqlite.Connection
     ) -> None:
@@ -548,93 +540,3 @@ class Ledger:
             app = LedgerApp(self.state, "", 0)
             for voter in voters:
                 await app.credit(account_id(voter), self.vote_fee)
-
-    # -- queries, always on committed state -- #
-
-    async def nonce(self, signer: bytes) -> int:
-        return await self.view.nonce(signer)
-
-    async def balance(self, account: str) -> int:
-        return await self.view.balance(account)
-
-    async def vote_status(self, ids: list[bytes], voter: bytes) -> dict[bytes, str]:
-        """For each id: ``processed``, ``voted`` (by ``voter``, still pending) or ``absent``."""
-        processed = await self.view.processed_ids(ids)
-        voted = await self.view.voted_ids(ids, voter)
-        return {i: "processed" if i in processed else "voted" if i in voted else "absent" for i in ids}
-
-    async def list_resolutions(
-        self, status: str | None = None, type_: str | None = None, limit: int = 100
-    ) -> list[dict[str, object]]:
-        """Pending resolutions (with approved power) and processed ones, newest first."""
-        db, out = self._reader, []
-        total = sum(self.validators.values())
-        if status in (None, "pending"):
-            sql = (
-                "SELECT r.id, r.type, r.body, r.proposer, r.expiration,"
-                " COALESCE(SUM(v.power), 0), COUNT(v.pubkey)"
-                " FROM resolutions r LEFT JOIN votes x ON x.resolution_id = r.id"
-                " LEFT JOIN validators v ON v.pubkey = x.voter"
-                " WHERE (? IS NULL OR r.type = ?) GROUP BY r.id ORDER BY r.expiration DESC, r.id LIMIT ?"
-            )
-            async with db.execute(sql, (type_, type_, limit)) as cur:
-                async for rid, t, body, proposer, exp, power, nvotes in cur:
-                    need = required_power(total, registered_resolutions()[t].confirmation_threshold)
-                    out.append(
-                        {
-                            "id": bytes(rid).hex(),
-                            "type": t,
-                            "status": "pending",
-                            "body": bytes(body).hex(),
-                            "proposer": bytes(proposer).hex(),
-                            "expiration_height": exp,
-                            "approved_power": power,
-                            "required_power": need,
-                            "votes": nvotes,
-                        }
-                    )
-        if status in (None, "confirmed", "failed"):
-            sql = (
-                "SELECT id, type, body, height, status, error FROM processed"
-                " WHERE (? IS NULL OR status = ?) AND (? IS NULL OR type = ?)"
-                " ORDER BY height DESC, type, id LIMIT ?"
-            )
-            async with db.execute(sql, (status, status, type_, type_, limit)) as cur:
-                async for rid, t, body, height, st, err in cur:
-                    out.append(
-                        {
-                            "id": bytes(rid).hex(),
-                            "type": t,
-                            "status": st,
-                            "body": bytes(body).hex(),
-                            "height": height,
-                            "error": err,
-                        }
-                    )
-        return out[:limit]
-
-    async def kv_items(self, namespace: str, limit: int = 100) -> list[tuple[bytes, bytes]]:
-        sql = "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key LIMIT ?"
-        async with self._reader.execute(sql, (namespace, limit)) as cur:
-            return [(bytes(k), bytes(v)) async for k, v in cur]
-
-    async def kv_prefix(self, namespace: str, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
-        """Entries of ``namespace`` whose key starts with ``prefix``, in key order."""
-        sql = "SELECT key, value FROM kv WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?"
-        async with self._reader.execute(sql, (namespace, len(prefix), prefix, limit)) as cur:
-            return [(bytes(k), bytes(v)) async for k, v in cur]
-
-    async def pending(self, type_: str) -> list[tuple[bytes, bytes, int]]:
-        """(id, body, approved power) of every pending resolution of ``type_``."""
-        sql = (
-            "SELECT r.id, r.body, COALESCE(SUM(v.power), 0) FROM resolutions r"
-            " LEFT JOIN votes x ON x.resolution_id = r.id LEFT JOIN validators v ON v.pubkey = x.voter"
-            " WHERE r.type = ? GROUP BY r.id ORDER BY r.id"
-        )
-        async with self._reader.execute(sql, (type_,)) as cur:
-            return [(bytes(i), bytes(b), int(p)) async for i, b, p in cur]
-
-    async def processed_body(self, rid: bytes) -> bytes | None:
-        async with self._reader.execute("SELECT body FROM processed WHERE id = ?", (rid,)) as cur:
-            row = await cur.fetchone()
-        return None if row is None else bytes(row[0])

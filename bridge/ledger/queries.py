@@ -1,0 +1,107 @@
+"""The ledger's read queries, always on committed state: what the API, the broadcaster and
+the extensions' queries read. None of it runs inside a block."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from bridge.ledger.state import State
+from bridge.ledger.threshold import required_power
+from resolutions import registered_resolutions
+
+
+class Queries:
+    """Mixed into :class:`bridge.ledger.app.Ledger`: point reads on ``view`` (committed state),
+    scans on ``_reader`` (aiosqlite's thread, so a long one never stalls the event loop)."""
+
+    view: State
+    validators: dict[bytes, int]
+    _reader: aiosqlite.Connection
+
+    async def nonce(self, signer: bytes) -> int:
+        return await self.view.nonce(signer)
+
+    async def balance(self, account: str) -> int:
+        return await self.view.balance(account)
+
+    async def vote_status(self, ids: list[bytes], voter: bytes) -> dict[bytes, str]:
+        """For each id: ``processed``, ``voted`` (by ``voter``, still pending) or ``absent``."""
+        processed = await self.view.processed_ids(ids)
+        voted = await self.view.voted_ids(ids, voter)
+        return {i: "processed" if i in processed else "voted" if i in voted else "absent" for i in ids}
+
+    async def list_resolutions(
+        self, status: str | None = None, type_: str | None = None, limit: int = 100
+    ) -> list[dict[str, object]]:
+        """Pending resolutions (with approved power) and processed ones, newest first."""
+        db, out = self._reader, []
+        total = sum(self.validators.values())
+        if status in (None, "pending"):
+            sql = (
+                "SELECT r.id, r.type, r.body, r.proposer, r.expiration,"
+                " COALESCE(SUM(v.power), 0), COUNT(v.pubkey)"
+                " FROM resolutions r LEFT JOIN votes x ON x.resolution_id = r.id"
+                " LEFT JOIN validators v ON v.pubkey = x.voter"
+                " WHERE (? IS NULL OR r.type = ?) GROUP BY r.id ORDER BY r.expiration DESC, r.id LIMIT ?"
+            )
+            async with db.execute(sql, (type_, type_, limit)) as cur:
+                async for rid, t, body, proposer, exp, power, nvotes in cur:
+                    need = required_power(total, registered_resolutions()[t].confirmation_threshold)
+                    out.append(
+                        {
+                            "id": bytes(rid).hex(),
+                            "type": t,
+                            "status": "pending",
+                            "body": bytes(body).hex(),
+                            "proposer": bytes(proposer).hex(),
+                            "expiration_height": exp,
+                            "approved_power": power,
+                            "required_power": need,
+                            "votes": nvotes,
+                        }
+                    )
+        if status in (None, "confirmed", "failed"):
+            sql = (
+                "SELECT id, type, body, height, status, error FROM processed"
+                " WHERE (? IS NULL OR status = ?) AND (? IS NULL OR type = ?)"
+                " ORDER BY height DESC, type, id LIMIT ?"
+            )
+            async with db.execute(sql, (status, status, type_, type_, limit)) as cur:
+                async for rid, t, body, height, st, err in cur:
+                    out.append(
+                        {
+                            "id": bytes(rid).hex(),
+                            "type": t,
+                            "status": st,
+                            "body": bytes(body).hex(),
+                            "height": height,
+                            "error": err,
+                        }
+                    )
+        return out[:limit]
+
+    async def kv_items(self, namespace: str, limit: int = 100) -> list[tuple[bytes, bytes]]:
+        sql = "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key LIMIT ?"
+        async with self._reader.execute(sql, (namespace, limit)) as cur:
+            return [(bytes(k), bytes(v)) async for k, v in cur]
+
+    async def kv_prefix(self, namespace: str, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
+        """Entries of ``namespace`` whose key starts with ``prefix``, in key order."""
+        sql = "SELECT key, value FROM kv WHERE namespace = ? AND substr(key, 1, ?) = ? ORDER BY key LIMIT ?"
+        async with self._reader.execute(sql, (namespace, len(prefix), prefix, limit)) as cur:
+            return [(bytes(k), bytes(v)) async for k, v in cur]
+
+    async def pending(self, type_: str) -> list[tuple[bytes, bytes, int]]:
+        """(id, body, approved power) of every pending resolution of ``type_``."""
+        sql = (
+            "SELECT r.id, r.body, COALESCE(SUM(v.power), 0) FROM resolutions r"
+            " LEFT JOIN votes x ON x.resolution_id = r.id LEFT JOIN validators v ON v.pubkey = x.voter"
+            " WHERE r.type = ? GROUP BY r.id ORDER BY r.id"
+        )
+        async with self._reader.execute(sql, (type_,)) as cur:
+            return [(bytes(i), bytes(b), int(p)) async for i, b, p in cur]
+
+    async def processed_body(self, rid: bytes) -> bytes | None:
+        async with self._reader.execute("SELECT body FROM processed WHERE id = ?", (rid,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else bytes(row[0])
