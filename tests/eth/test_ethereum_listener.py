@@ -1,21 +1,16 @@
 """A fork's listener on the public Ethereum listener (`listeners.ethereum`), written with
-public names only: it reads the test token's ERC20 `Transfer` and `Approval` logs from a real
-anvil chain, votes each transfer as a resolution of its own, and a real solo node resolves
-them."""
+public names and the test harness (`bridge.testing`) only: it reads a token's ERC20
+`Transfer` and `Approval` logs from a real anvil chain, votes each transfer as a resolution
+of its own, and a real solo node resolves them."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 from eth_account import Account
 
+from bridge.testing import NodeHomeFactory, running_node
 from listeners import EventStore, Service, register_listener
-from listeners.ethereum import ContractEvents, EthereumConfig, Log, listen_to_contract, quantity, topic
+from listeners.ethereum import Chain, ContractEvents, EthereumConfig, Log, listen_to_contract, quantity, topic
 from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
-from tests.eth.conftest import Anvil, wait_for
-from tests.eth.nodes import make_home, running
 
 TRANSFER = topic("Transfer(address,address,uint256)")
 APPROVAL = topic("Approval(address,address,uint256)")
@@ -43,8 +38,10 @@ def test_the_generic_decoder_skips_removed_logs_and_what_decode_skips() -> None:
 
 
 async def test_a_fork_listener_reads_another_contract_and_its_votes_resolve(
-    tmp_path: Path, anvil: Anvil, chain: Any, bridge: dict[str, Any]
+    anvil_url: str, eth: Chain, node_home: NodeHomeFactory
 ) -> None:
+    """Written as a fork writes it: the harness's fixtures (bridge.testing), public names."""
+
     async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
         await app.set(resolution.body, block.height.to_bytes(8, "big"))
 
@@ -54,37 +51,33 @@ async def test_a_fork_listener_reads_another_contract_and_its_votes_resolve(
     async def listen(service: Service, store: EventStore) -> None:
         await listen_to_contract(service, store, EVENTS)
 
-    token = chain.contract("TestToken", bridge["token"])
+    address, block = await eth.deploy("TestToken", "Fork Token", "FT")
+    token = eth.contract("TestToken", address)
+    await eth.call(token.functions.mint(eth.account.address, 10**6))
     recipients = [Account.create().address for _ in range(3)]
     for i, recipient in enumerate(recipients):
-        await chain.call(token.functions.transfer(recipient, 100 + i))
-    await chain.call(token.functions.approve(recipients[0], 5))  # an Approval: read, not voted
+        await eth.call(token.functions.transfer(recipient, 100 + i))
+    await eth.call(token.functions.approve(recipients[0], 5))  # an Approval: read, not voted
 
-    home = make_home(tmp_path / "n", None)
     table = {
-        "rpc_url": anvil.url,
-        "contract_address": bridge["token"],
-        "chain_id": bridge["chain_id"],
-        "starting_height": 0,
+        "rpc_url": anvil_url,
+        "contract_address": address,
+        "chain_id": await eth.w3.eth.chain_id,
+        "starting_height": block,
         "required_confirmations": 0,
         "poll_interval": 0.05,
     }
-    with (home / "config.toml").open("a") as config:
-        config.write("\n[app.extensions.token_transfers]\n")
-        config.writelines(f"{key} = {json.dumps(value)}\n" for key, value in table.items())
-    deployer = bytes.fromhex(chain.account.address[2:])
-    expected = {
+    deployer = bytes.fromhex(eth.account.address[2:])
+    mint = bytes(20) + deployer + (10**6).to_bytes(32, "big")  # a Transfer from address zero
+    expected = {mint} | {
         deployer + bytes.fromhex(r[2:]) + (100 + i).to_bytes(32, "big") for i, r in enumerate(recipients)
     }
-    async with running(home) as node:
+    async with running_node(node_home({"token_transfers": table})) as node:
 
         async def resolved() -> bool:
-            return len(await node.ledger.kv_items("token_transfer", limit=100)) == 4
+            return len(await node.kv("token_transfer")) == 4
 
-        await wait_for(resolved, timeout=30)
-        bodies = {key for key, _ in await node.ledger.kv_items("token_transfer", limit=100)}
-        # The three transfers, and the mint to the deployer (a Transfer from address zero).
-        assert expected < bodies and len(bodies - expected) == 1
-        (mint,) = bodies - expected
-        assert mint[:40] == bytes(20) + deployer
-        assert node.listener_status["token_transfers"].counters["events_seen"] == 4
+        await node.wait_until(resolved, timeout=30)
+        assert set(await node.kv("token_transfer")) == expected
+        assert node.listener("token_transfers")["counters"]["events_seen"] == 4
+        assert len(await node.resolutions("confirmed", "token_transfer")) == 4
