@@ -1,7 +1,8 @@
 """The bridge node: ledger, engines, event store, broadcaster, supervisor, API and CLI.
 
-Nothing in this package is a public API. Forks extend the node through the ``listeners``
-and ``resolutions`` packages; code here may change between releases without notice.
+Nothing in this package is a public API but ``bridge.testing`` (the test harness). Forks
+extend the node through the ``listeners`` and ``resolutions`` packages; code here may change
+between releases without notice.
 """
 
 import sys
