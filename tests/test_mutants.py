@@ -436,3 +436,257 @@ def test_tx_limits_are_inclusive() -> None:
     with pytest.raises(Exception) as info:
         Tx.decode(too_big)
     assert getattr(info.value, "code", None) == TxCode.TOO_LARGE
+
+
+# -- bridge/ledger/state.py and the Ledger's queries -- #
+
+
+async def test_pruning_logs_a_delete_of_each_pruned_id_in_the_processed_table() -> None:
+    # Every node prunes alike, so only the log entry itself (what the app hash is built
+    # from) tells a wrong table name apart.
+    import sqlite3
+
+    from bridge.ledger.state import State
+
+    state = State(sqlite3.connect(":memory:", isolation_level=None))
+    await state.create()
+    await state.begin()
+    rows = [(b"a", TYPE, b"", 1, "confirmed", ""), (b"b", TYPE, b"", 2, "confirmed", "")]
+    await state.mark_processed([*rows, (b"c", TYPE, b"", 3, "confirmed", "")])
+    state.log.clear()
+    assert await state.prune_processed(TYPE, 2) == 2
+    assert state.log == [("processed", b"a", None), ("processed", b"b", None)]
+    assert await state.processed_ids([b"a", b"b", b"c"]) == {b"c"}
+
+
+async def test_kv_queries_default_to_100_and_1000_entries(tmp_path: Path) -> None:
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis(KEYS))
+        state = chain.ledger.state
+        await state.begin()
+        for i in range(1001):
+            await state.kv_set(TYPE, i.to_bytes(2, "big"), b"v")
+        await state.commit()
+        assert len(await chain.ledger.kv_items(TYPE)) == 100
+        assert len(await chain.ledger.kv_prefix(TYPE, b"")) == 1000
+    finally:
+        await chains.close_all()
+
+
+async def test_processed_body_is_the_body_of_a_processed_resolution(tmp_path: Path) -> None:
+    register_resolution(TYPE, ResolutionConfig(resolve=_noop))
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis(KEYS))
+        await chain.block(*(chain.vote(k, (TYPE, b"done")) for k in KEYS[:3]))
+        assert await chain.ledger.processed_body(event_id(TYPE, b"done")) == b"done"
+        assert await chain.ledger.processed_body(event_id(TYPE, b"never")) is None
+    finally:
+        await chains.close_all()
+
+
+async def test_a_resolve_reads_a_balance_through_its_app(tmp_path: Path) -> None:
+    user = new_eth_account()
+    seen: list[int] = []
+
+    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
+        seen.append(await app.balance(eth_account_id(user)))
+
+    register_resolution(TYPE, ResolutionConfig(resolve=resolve))
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis(KEYS, accounts=[(eth_account_id(user), 7)]))
+        await chain.block(*(chain.vote(k, (TYPE, b"b")) for k in KEYS[:3]))
+        assert seen == [7]
+    finally:
+        await chains.close_all()
+
+
+async def test_a_savepoint_rollback_restores_the_votes_before_it() -> None:
+    import sqlite3
+
+    from bridge.ledger.state import ResolutionRow, State
+
+    state = State(sqlite3.connect(":memory:", isolation_level=None))
+    await state.create()
+    await state.begin()
+    a, b, c = (bytes([n]) * 32 for n in (1, 2, 3))
+    await state.add_resolutions([ResolutionRow(r, TYPE, r, a, 10) for r in (b"r1", b"r2")])
+    await state.add_votes([b"r1"], a)
+    with pytest.raises(RuntimeError):
+        async with state.savepoint():
+            await state.add_votes([b"r1", b"r2"], b)
+            await state.add_votes([b"r2"], c)
+            raise RuntimeError
+    assert await state.voters([b"r1", b"r2"]) == {b"r1": [a], b"r2": []}
+
+
+async def test_check_tx_refusals_say_why(tmp_path: Path) -> None:
+    from bridge.ledger.app import MAX_NONCE_AHEAD
+
+    user = new_eth_account()
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis(KEYS, accounts=[(eth_account_id(user), 10)]))
+        await chain.block(chain.transfer(user, b"\x02" * 20, 1, nonce=0))
+        logs = [
+            (await chain.ledger.check_tx(tx)).log
+            for tx in (
+                chain.transfer(user, b"\x02" * 20, 1, nonce=0),
+                chain.transfer(user, b"\x02" * 20, 1, nonce=1 + MAX_NONCE_AHEAD),
+                chain.transfer(user, b"\x02" * 20, 10, nonce=1),
+            )
+        ]
+        assert logs == [
+            "nonce 0 was already used; next is 1",
+            f"nonce {1 + MAX_NONCE_AHEAD} is too far ahead: the next is 1,"
+            f" at most {MAX_NONCE_AHEAD - 1} more may wait",
+            "balance 9 is less than the amount 10",
+        ]
+    finally:
+        await chains.close_all()
+
+
+async def test_set_validator_power_refusals_say_why(tmp_path: Path) -> None:
+    only = KEYS[0]
+    errors: list[str] = []
+
+    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
+        for key, power in ((only.public[:31], 1), (only.public, 0)):
+            try:
+                await app.set_validator_power(key, power)
+            except ValueError as exc:
+                errors.append(str(exc))
+
+    register_resolution(TYPE, ResolutionConfig(resolve=resolve))
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis([only]))
+        await chain.block(chain.vote(only, (TYPE, b"")))
+        assert errors == [
+            "a validator is a 32-byte ed25519 key with a power in [0, 2**63)",
+            "cannot remove the last validator",
+        ]
+    finally:
+        await chains.close_all()
+
+
+async def test_an_inner_savepoint_rolls_back_only_its_own_writes() -> None:
+    import sqlite3
+
+    from bridge.ledger.state import ResolutionRow, State
+
+    state = State(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
+    await state.create()
+    await state.begin()
+    await state.add_resolutions([ResolutionRow(b"r", TYPE, b"", b"p", 10)])
+    await state.commit()
+    await state.begin()
+    async with state.savepoint():
+        await state.set_nonce(b"outer", 1)
+        with pytest.raises(RuntimeError):
+            async with state.savepoint():
+                await state.set_nonce(b"inner", 1)
+                await state.remove_resolutions([b"r", b"never created"])
+                raise RuntimeError
+    assert (await state.nonce(b"outer"), await state.nonce(b"inner")) == (1, 0)
+    assert await state.all_pending_ids() == [b"r"]
+    # An outer savepoint that fails undoes its writes, an inner one's that succeeded too.
+    with pytest.raises(RuntimeError):
+        async with state.savepoint():
+            await state.set_nonce(b"outer", 2)
+            async with state.savepoint():
+                await state.set_nonce(b"inner", 2)
+            raise RuntimeError
+    assert (await state.nonce(b"outer"), await state.nonce(b"inner")) == (1, 0)
+    # A balance that reaches zero is logged as a delete, like the row it removes.
+    await state.set_balance("acc", 0)
+    assert state.log[-1] == ("accounts", b"acc", None)
+    await state.commit()
+
+
+async def test_resolution_rows_read_back_whole_and_expire_in_type_then_id_order() -> None:
+    import sqlite3
+
+    from bridge.ledger.state import ResolutionRow, State
+
+    state = State(sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False))
+    await state.create()
+    a, b = ResolutionRow(b"\x01", "t2", b"a", b"pa", 5), ResolutionRow(b"\x03", "t1", b"b", b"pb", 5)
+    c, d = ResolutionRow(b"\x02", "t1", b"c", b"pc", 5), ResolutionRow(b"\x04", "t1", b"d", b"pd", 6)
+    await state.begin()
+    await state.add_resolutions([a, b])
+    await state.commit()
+    await state.begin()
+    await state.add_resolutions([c, d])  # created in this block: no row yet
+    assert await state.resolutions([a.id, c.id, b"\x09"]) == {a.id: a, c.id: c}
+    assert await state.expired(5) == [c, b, a]
+    assert await state.expired(4) == []
+
+
+async def test_pending_resolutions_are_listed_as_pending_100_by_default(tmp_path: Path) -> None:
+    register_resolution(TYPE, ResolutionConfig(resolve=_noop))
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis(KEYS))
+        await chain.block(chain.vote(KEYS[0], *((TYPE, i.to_bytes(2, "big")) for i in range(101))))
+        rows = await chain.ledger.list_resolutions()
+        assert len(rows) == 100 and {r["status"] for r in rows} == {"pending"}
+    finally:
+        await chains.close_all()
+
+
+async def test_check_tx_join_refusals_say_why(tmp_path: Path) -> None:
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", replace(genesis(KEYS), join_bond=5))
+        fresh = node_keys(1, offset=70)[0]
+        logs = [(await chain.ledger.check_tx(chain.join(k, 1))).log for k in (KEYS[0], fresh)]
+        assert logs == [
+            "join needs an ed25519 key that is not a validator yet",
+            "a join request locks a bond of 5; the key's account holds 0",
+        ]
+    finally:
+        await chains.close_all()
+
+
+async def test_prepare_proposal_puts_the_proposers_votes_first_and_a_transfer_carries_no_votes(
+    tmp_path: Path,
+) -> None:
+    from bridge.ledger.app import MAX_VOTES_PER_BLOCK
+    from bridge.txs import MAX_VOTES_PER_TX
+
+    user = new_eth_account()
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis(KEYS, accounts=[(eth_account_id(user), 10)]))
+        n = MAX_VOTES_PER_TX
+        mine = [  # the whole block's vote budget
+            chain.vote(KEYS[0], *((TYPE, (i * n + j).to_bytes(4, "big")) for j in range(n)), nonce=i)
+            for i in range(MAX_VOTES_PER_BLOCK // n)
+        ]
+        transfer = chain.transfer(user, b"\x02" * 20, 1, nonce=0)
+        assert await chain.ledger.prepare_proposal([transfer], 10**8, injected=mine) == [*mine, transfer]
+    finally:
+        await chains.close_all()
+
+
+async def test_prepare_proposal_fills_the_byte_cap_exactly_and_skips_what_follows_a_gap(
+    tmp_path: Path,
+) -> None:
+    chains = Chains(tmp_path)
+    try:
+        chain = await chains.open("l", genesis(KEYS))
+        a, b = KEYS[:2]
+        a0, a2 = (chain.vote(a, (TYPE, b"a"), nonce=i) for i in (0, 2))
+        a1 = chain.vote(a, *((TYPE, i.to_bytes(2, "big")) for i in range(1000)), nonce=1)  # too big
+        b0, b1, b2 = (chain.vote(b, (TYPE, b"b"), nonce=i) for i in range(3))
+        cap = len(a0) + len(b0) + len(b1)
+        assert len(a1) > cap
+        # Turns: a0 b0 a1 b1 a2 b2; a1 does not fit, a2 would follow its gap, b2 is over the cap.
+        assert await chain.ledger.prepare_proposal([a0, a1, a2, b0, b1, b2], cap) == [a0, b0, b1]
+        # a2 alone would fit: only the gap at a1 leaves it out.
+        assert await chain.ledger.prepare_proposal([a0, a1, a2, b0], cap) == [a0, b0]
+    finally:
+        await chains.close_all()
