@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +10,7 @@ from typing import Any
 
 from bridge.cli import main as cli
 from bridge.node import Node
+from bridge.testing import running_node
 
 
 def make_home(path: Path, table: dict[str, Any] | None, block_interval: float = 0.05) -> Path:
@@ -44,16 +44,6 @@ def deposits_table(anvil_url: str, bridge: dict[str, Any], **overrides: Any) -> 
 
 @asynccontextmanager
 async def running(home: Path) -> AsyncIterator[Node]:
-    node = Node.from_home(home)
-    task = asyncio.create_task(node.run())
-    try:
-        async with asyncio.timeout(30):
-            while not node.api_url:
-                if task.done():
-                    raise AssertionError(f"node exited with {task.result()}")
-                await asyncio.sleep(0.02)
-        yield node
-    finally:
-        node.stop()
-        code = await task
-        assert code == 0 or node.fatal is not None, f"node exited with {code}"
+    """The harness's running node (bridge.testing), as the bare :class:`Node` these tests read."""
+    async with running_node(home) as running:
+        yield running.node
