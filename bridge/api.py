@@ -18,6 +18,7 @@ from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
 from bridge.ledger import governance
 from bridge.queries import add_query_routes, extension_problems
+from bridge.supervisor import ListenerState
 from bridge.txs import MAX_TX_BYTES, Tx
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ async def readiness(node: Node) -> list[str]:
     problems += [
         f"listener_{state}:{name}"
         for name, state in node.supervisor.states.items()
-        if state in ("failed", "restarting")
+        if state in (ListenerState.FAILED, ListenerState.RESTARTING)
     ]
     # What extensions check (resolutions.register_readiness), e.g. unbacked credits.
     problems += await extension_problems(node)

@@ -16,7 +16,6 @@ from resolutions import (
     NodeReader,
     PendingResolution,
     QueryFunc,
-    get_resolution,
     registered_queries,
     registered_readiness,
 )
@@ -49,8 +48,7 @@ class NodeView:
         return sum(self._ledger.validators.values())
 
     def required_power(self, resolution_type: str) -> int:
-        threshold = get_resolution(resolution_type).confirmation_threshold
-        return required_power(self.total_power(), threshold)
+        return required_power(self.total_power(), self._ledger.threshold(resolution_type))
 
     async def local_events(self, event_type: str) -> list[LocalEvent]:
         return [LocalEvent(e.id, e.body, e.state == VOTED) for e in await self._store.of_type(event_type)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from enum import StrEnum
 
 import backoff
 
@@ -23,7 +24,15 @@ log = logging.getLogger("bridge.supervisor")
 
 CANCEL_GRACE = 30.0  # seconds a cancelled listener gets to release its resources
 
-STOPPED, RUNNING, RESTARTING, FINISHED, FAILED = "stopped", "running", "restarting", "finished", "failed"
+
+class ListenerState(StrEnum):
+    """Where a listener is; ``/v1/status`` shows it by value."""
+
+    STOPPED = "stopped"  # not started, or cancelled because the node is not an active validator
+    RUNNING = "running"
+    RESTARTING = "restarting"  # raised; waiting out its backoff (restart_policy = "always")
+    FINISHED = "finished"  # returned: done until the next promotion
+    FAILED = "failed"  # raised a ConfigError, or anything under restart_policy = "never"
 
 
 class Supervisor:
@@ -44,7 +53,7 @@ class Supervisor:
         self._max_delay = restart_max_delay
         self._on_fatal = on_fatal
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.states: dict[str, str] = {name: STOPPED for name in listeners}
+        self.states: dict[str, ListenerState] = {name: ListenerState.STOPPED for name in listeners}
         self.restarts: dict[str, int] = {name: 0 for name in listeners}
         self.active = False
 
@@ -77,22 +86,22 @@ class Supervisor:
                 )
         self._tasks.clear()
         for name, state in self.states.items():
-            if state in (RUNNING, RESTARTING):
-                self.states[name] = STOPPED
+            if state in (ListenerState.RUNNING, ListenerState.RESTARTING):
+                self.states[name] = ListenerState.STOPPED
 
     async def _run(self, name: str, fn: ListenFunc) -> None:
         delays: Iterator[float] = backoff.expo(max_value=self._max_delay)
         next(delays)  # the generator's first value is a placeholder
         while True:
-            self.states[name] = RUNNING
+            self.states[name] = ListenerState.RUNNING
             try:
                 await fn(self._make_service(name), self._store.scoped(name))
             except asyncio.CancelledError:
-                self.states[name] = STOPPED
+                self.states[name] = ListenerState.STOPPED
                 raise
             except ConfigError as exc:
                 # The node logs the one line (the message names the key) as it stops.
-                self.states[name] = FAILED
+                self.states[name] = ListenerState.FAILED
                 self._on_fatal(name, exc)
                 return
             except Exception as exc:
@@ -100,14 +109,14 @@ class Supervisor:
                     # A full disk is reported by the node in one line, without a traceback.
                     trace = None if disk_full(exc) else exc
                     log.error("listener %s failed: %r; stopping the node", name, exc, exc_info=trace)
-                    self.states[name] = FAILED
+                    self.states[name] = ListenerState.FAILED
                     self._on_fatal(name, exc)
                     return
                 delay = backoff.full_jitter(next(delays))
                 self.restarts[name] += 1
                 log.error("listener %s failed: %r; restarting in %.1fs", name, exc, delay, exc_info=exc)
-                self.states[name] = RESTARTING
+                self.states[name] = ListenerState.RESTARTING
                 await asyncio.sleep(delay)
             else:
-                self.states[name] = FINISHED
+                self.states[name] = ListenerState.FINISHED
                 return

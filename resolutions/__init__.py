@@ -6,7 +6,14 @@ votes for it through the ledger. When the validators that voted hold at least
 function on every node, in the same block, in the same order. Register a type once, at
 import time::
 
+    async def credit(ctx: ResolveContext) -> None:
+        ...  # ctx.app, ctx.resolution, ctx.block
+
     register_resolution("credit_account", ResolutionConfig(resolve=credit))
+
+A running network changes a type only at an agreed height, like a hard fork:
+:func:`update_resolution` replaces its config from that block on and
+:func:`retire_resolution` ends it (its pending resolutions expire in that block).
 
 Every subpackage of ``resolutions`` is imported when the node starts, so dropping a
 package in this folder is how a fork adds a resolution.
@@ -37,6 +44,7 @@ __all__ = [
     "ReadinessFunc",
     "Resolution",
     "ResolutionConfig",
+    "ResolveContext",
     "ResolveFunc",
     "get_resolution",
     "register_query",
@@ -45,6 +53,9 @@ __all__ = [
     "registered_queries",
     "registered_readiness",
     "registered_resolutions",
+    "retire_resolution",
+    "retired_at",
+    "update_resolution",
 ]
 
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
@@ -108,7 +119,17 @@ class Resolution:
     voters: tuple[bytes, ...]  # sorted ed25519 keys of the validators that voted
 
 
-ResolveFunc = Callable[[App, Resolution, BlockContext], Awaitable[None]]
+@dataclass(frozen=True)
+class ResolveContext:
+    """What ``resolve`` is called with. Fields may be added in later versions, never removed
+    or renamed, so a resolve function written today keeps working."""
+
+    app: App  # the ledger, writes go into this block
+    resolution: Resolution  # the confirmed event
+    block: BlockContext  # the block executing it
+
+
+ResolveFunc = Callable[[ResolveContext], Awaitable[None]]
 """Applies a confirmed resolution.
 
 Every node calls it as part of block execution, so it must be deterministic: no clock, no
@@ -155,11 +176,20 @@ class ResolutionConfig:
             raise ValueError(f"keep_processed must be None or an int >= expiration_period, got {keep!r}")
 
 
-_registry: dict[str, ResolutionConfig] = {}
+# Each type's schedule: (first block height, config in force from it; None once retired),
+# in height order. A height of 0 means "from genesis".
+_registry: dict[str, tuple[tuple[int, ResolutionConfig | None], ...]] = {}
 
 
-def register_resolution(name: str, config: ResolutionConfig) -> None:
-    """Register a resolution type under ``name`` (``[a-z0-9_]+``, unique).
+def _check_height(name: str, height: object) -> int:
+    if not isinstance(height, int) or isinstance(height, bool) or height < 0:
+        raise ValueError(f"the height for resolution {name!r} must be an int >= 0, got {height!r}")
+    return height
+
+
+def register_resolution(name: str, config: ResolutionConfig, *, from_height: int = 0) -> None:
+    """Register a resolution type under ``name`` (``[a-z0-9_]+``, unique), in force from
+    block ``from_height`` (0: from genesis; before it, votes for the type are refused).
 
     Raises ``ValueError`` for an invalid or already registered name. All validators of a
     network must register the same types with the same configs.
@@ -168,20 +198,64 @@ def register_resolution(name: str, config: ResolutionConfig) -> None:
         raise ValueError(f"invalid resolution name {name!r}: use 1 to 64 lower-case letters, digits and _")
     if name in _registry:
         raise ValueError(f"resolution {name!r} is already registered")
-    _registry[name] = config
+    _registry[name] = ((_check_height(name, from_height), config),)
 
 
-def get_resolution(name: str) -> ResolutionConfig:
-    """The config registered under ``name``; ``KeyError`` if there is none."""
-    try:
-        return _registry[name]
-    except KeyError:
+def _schedule(name: str, at_height: int, config: ResolutionConfig | None) -> None:
+    if name not in _registry:
+        raise ValueError(f"resolution {name!r} is not registered")
+    last_height, last = _registry[name][-1]
+    if last is None:
+        raise ValueError(f"resolution {name!r} is already retired")
+    if _check_height(name, at_height) <= last_height:
+        raise ValueError(f"resolution {name!r} already changes at height {last_height}; pick a later one")
+    _registry[name] = (*_registry[name], (at_height, config))
+
+
+def update_resolution(name: str, config: ResolutionConfig, *, at_height: int) -> None:
+    """From block ``at_height`` on, ``name`` is confirmed and resolved with ``config``
+    (Kwil's ``ModUpdate``). Resolutions still pending keep their expiration height. Every
+    validator must run code with the same update before the chain reaches ``at_height``."""
+    _schedule(name, at_height, config)
+
+
+def retire_resolution(name: str, *, at_height: int) -> None:
+    """From block ``at_height`` on, ``name`` no longer exists (Kwil's ``ModRemove``): votes
+    for it are refused and its pending resolutions expire in block ``at_height``. Its
+    processed records and key-value state stay readable."""
+    _schedule(name, at_height, None)
+
+
+def get_resolution(name: str, height: int | None = None) -> ResolutionConfig:
+    """The config of ``name`` in force at block ``height`` (None: the latest scheduled one).
+    ``KeyError`` if the type does not exist then (unknown, not yet added, or retired)."""
+    config = None
+    for start, scheduled in _registry.get(name, ()):
+        if height is None or start <= height:
+            config = scheduled
+    if config is None:
         raise KeyError(f"no resolution registered as {name!r}") from None
+    return config
 
 
-def registered_resolutions() -> Mapping[str, ResolutionConfig]:
-    """A read-only, name-sorted view of every registered resolution type."""
-    return {name: _registry[name] for name in sorted(_registry)}
+def registered_resolutions(height: int | None = None) -> Mapping[str, ResolutionConfig]:
+    """A read-only, name-sorted view of every resolution type in force at block ``height``
+    (None: every type not retired, with its latest config)."""
+    out: dict[str, ResolutionConfig] = {}
+    for name in sorted(_registry):
+        try:
+            out[name] = get_resolution(name, height)
+        except KeyError:
+            pass
+    return out
+
+
+def retired_at(height: int) -> tuple[str, ...]:
+    """The types retired exactly at block ``height`` (the ledger expires their pending
+    resolutions in that block), name-sorted."""
+    return tuple(
+        name for name in sorted(_registry) if any(h == height and c is None for h, c in _registry[name])
+    )
 
 
 # -- read-only queries over the HTTP API --

@@ -13,7 +13,7 @@ from bridge.encoding import Reader, Writer
 from bridge.keys import NodeKey, account_id
 from bridge.ledger import Block, BlockResult, Genesis, Ledger
 from bridge.txs import Transfer, Tx, Vote, encode_join
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import Resolution, ResolutionConfig, ResolveContext, register_resolution
 
 CHAIN_ID = "bridge-test"
 
@@ -66,13 +66,13 @@ def register_credit(
     ``fail_after_write`` the resolve credits, writes its kv state and then raises."""
     calls: list[Resolution] = []
 
-    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
-        calls.append(resolution)
-        r = Reader(resolution.body)
+    async def resolve(ctx: ResolveContext) -> None:
+        calls.append(ctx.resolution)
+        r = Reader(ctx.resolution.body)
         account, amount = r.text(), r.uint()
         r.done()
-        await app.credit(account, amount)
-        await app.set(b"resolved:" + resolution.id, block.height.to_bytes(8, "big"))
+        await ctx.app.credit(account, amount)
+        await ctx.app.set(b"resolved:" + ctx.resolution.id, ctx.block.height.to_bytes(8, "big"))
         if fail_after_write:
             raise RuntimeError("resolve failed after writing")
 

@@ -30,7 +30,7 @@ from listeners.eth_deposits import EVENTS, EthDepositsConfig
 from listeners.eth_deposits.decode import DEPOSIT_TOPIC, decode_log, deposit_bodies, deposit_body
 from listeners.ethereum.client import EthClient
 from listeners.ethereum.scanner import Scanner
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import ResolutionConfig, ResolveContext, register_resolution
 from resolutions.credit import CREDIT_ACCOUNT, Deposit, credited_key, tx_key
 from tests.ledger_helpers import Chain, Chains, credit_body, genesis, node_keys, register_credit
 
@@ -126,12 +126,12 @@ async def test_resolve_that_changes_power_then_raises_leaves_validators_unchange
     newcomer = node_keys(1, offset=40)[0]
     write = {"on": True}
 
-    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
+    async def resolve(ctx: ResolveContext) -> None:
         if write["on"]:
-            await app.set_validator_power(KEYS[3].public, 9)
-            await app.set_validator_power(newcomer.public, 5)
-            await app.set_validator_power(KEYS[0].public, 0)
-            assert await app.validator_power(KEYS[3].public) == 9
+            await ctx.app.set_validator_power(KEYS[3].public, 9)
+            await ctx.app.set_validator_power(newcomer.public, 5)
+            await ctx.app.set_validator_power(KEYS[0].public, 0)
+            assert await ctx.app.validator_power(KEYS[3].public) == 9
         raise RuntimeError("resolve failed after changing power")
 
     register_resolution("beh_power_then_raise", ResolutionConfig(resolve=resolve))

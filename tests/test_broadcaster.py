@@ -14,16 +14,16 @@ from bridge.eventstore import PENDING, VOTED
 from bridge.keys import NodeKey
 from bridge.ledger import BlockResult, Genesis, TxResult
 from bridge.txs import Tx, Vote
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import ResolutionConfig, ResolveContext, register_resolution
 from tests.node_helpers import FakeClock, NodeParts, genesis, node_key
 
 TYPE = "test_note"
 KEY = node_key(1)
 
 
-async def _resolve(app: App, res: Resolution, ctx: BlockContext) -> None:
-    count = int(await app.get(res.body) or b"0")
-    await app.set(res.body, str(count + 1).encode())
+async def _resolve(ctx: ResolveContext) -> None:
+    count = int(await ctx.app.get(ctx.resolution.body) or b"0")
+    await ctx.app.set(ctx.resolution.body, str(count + 1).encode())
 
 
 @pytest.fixture(autouse=True)

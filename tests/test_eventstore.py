@@ -10,12 +10,12 @@ import pytest
 
 from bridge.encoding import event_id
 from bridge.eventstore import _MAX_ROWS_PER_INSERT, PENDING, EventStore
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import ResolutionConfig, ResolveContext, register_resolution
 
 TYPE = "test_event"
 
 
-async def _noop(app: App, res: Resolution, ctx: BlockContext) -> None:
+async def _noop(ctx: ResolveContext) -> None:
     pass
 
 

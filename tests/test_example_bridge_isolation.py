@@ -367,10 +367,10 @@ async def listen(service: Service, store: EventStore) -> None:
 '''
 FORK_RESOLUTION = '''\
 """A fork's resolution."""
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import ResolutionConfig, ResolveContext, register_resolution
 
 
-async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
+async def _resolve(ctx: ResolveContext) -> None:
     return None
 
 

@@ -15,7 +15,7 @@ from bridge.errors import TxCode
 from bridge.keys import NodeKey, account_id
 from bridge.ledger import Block, Genesis, governance
 from bridge.txs import Transfer, Tx, Vote
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import ResolutionConfig, ResolveContext, register_resolution
 from tests.ledger_helpers import (
     CHAIN_ID,
     Chain,
@@ -173,7 +173,7 @@ async def test_failed_resolve_leaves_no_trace_in_the_app_hash(chains: Chains) ->
     """Rolled-back writes must leave the app hash too: a resolve that wrote before raising
     gives the same hash as one that raised at once."""
 
-    async def raise_at_once(app: App, resolution: Resolution, block: BlockContext) -> None:
+    async def raise_at_once(ctx: ResolveContext) -> None:
         raise RuntimeError("no writes")
 
     event = ("test_x", credit_body(ALICE, 5))
@@ -599,3 +599,56 @@ async def test_stale_removal_does_not_remove_a_new_tenure(chains: Chains) -> Non
     # A removal of the new tenure still works.
     result = await c.block(c.tx(a, "remove", d.public), c.tx(b, "remove", d.public))
     assert result.validator_updates == ((d.public, 0),)
+
+
+# -- a resolution type changed or retired at a height (a hard fork) -- #
+
+
+async def test_a_type_is_added_updated_and_retired_at_its_heights(chains: Chains) -> None:
+    """Before ``from_height`` the type's votes are refused; from the update on, the new
+    ``resolve`` runs (and not the old one); at the retirement its pending resolutions expire
+    and its votes are refused again, in check_tx and in a block. Two nodes agree."""
+    name = "test_forked"
+
+    def config(factor: int) -> ResolutionConfig:
+        async def resolve(ctx: ResolveContext) -> None:
+            body = ctx.resolution.body
+            await ctx.app.credit(body[:42].decode(), factor * int(body[42:]))
+
+        return ResolutionConfig(resolve=resolve)
+
+    register_resolution(name, config(1), from_height=2)
+    resolutions.update_resolution(name, config(10), at_height=4)
+    resolutions.retire_resolution(name, at_height=6)
+
+    def event(amount: int) -> tuple[str, bytes]:
+        return (name, f"{ALICE}{amount}".encode())
+
+    nodes = [await chains.open(f"n{i}", genesis(KEYS)) for i in range(2)]
+    log: list[list[object]] = [[], []]
+    for c, seen in zip(nodes, log, strict=True):
+        early = c.vote(KEYS[0], event(1))
+        assert (await c.ledger.check_tx(early)).code == TxCode.UNKNOWN_TYPE  # block 1 is next
+        r1 = await c.block(early)  # height 1
+        assert r1.tx_results[0].code == TxCode.UNKNOWN_TYPE
+        r2 = await c.block(*(c.vote(k, event(2)) for k in KEYS[:3]))  # height 2: the old rule
+
+        r3 = await c.block(c.vote(KEYS[0], event(3)), c.vote(KEYS[1], event(5)))  # pending
+        r4 = await c.block(*(c.vote(k, event(3)) for k in KEYS[1:3]))  # height 4: the new rule
+        r5 = await c.block(c.vote(KEYS[2], event(7)))  # height 5: pending, not confirmed
+        assert await c.ledger.balance(ALICE) == 2 + 10 * 3
+        late = c.vote(KEYS[3], event(5))
+        assert (await c.ledger.check_tx(late)).code == TxCode.UNKNOWN_TYPE  # block 6 is next
+        r6 = await c.block(late)  # height 6: retired
+        assert r6.tx_results[0].code == TxCode.UNKNOWN_TYPE
+        assert statuses(r2.resolved) == {event_id(*event(2)): "confirmed"}
+        assert r3.resolved == () and r5.resolved == ()
+        assert statuses(r4.resolved) == {event_id(*event(3)): "confirmed"}
+        assert statuses(r6.resolved) == {
+            event_id(*event(5)): "expired",
+            event_id(*event(7)): "expired",
+        }
+        assert await pending(c) == {}
+        assert await c.ledger.balance(ALICE) == 32
+        seen += [r.app_hash for r in (r1, r2, r3, r4, r5, r6)]
+    assert log[0] == log[1]

@@ -24,7 +24,7 @@ from listeners.eth_deposits.decode import DEPOSIT_TOPIC, deposit_bodies, deposit
 from listeners.ethereum import scanner as scanner_module
 from listeners.ethereum.client import EthClient, RangeTooLarge
 from listeners.ethereum.scanner import Scanner
-from resolutions import MAX_BODY_BYTES, App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import MAX_BODY_BYTES, ResolutionConfig, ResolveContext, register_resolution
 from resolutions.credit import Deposit, _credit, credited_key, tx_key
 from tests.ledger_helpers import Chains, eth_account_id, genesis, new_eth_account, node_keys
 from tests.test_behaviours import CHAIN, ESCROW, _log, deposit
@@ -251,7 +251,7 @@ async def test_scanner_stores_progress_at_block_zero(events: EventStore) -> None
 # -- bridge/eventstore -- #
 
 
-async def _noop(app: App, res: Resolution, ctx: BlockContext) -> None:
+async def _noop(ctx: ResolveContext) -> None:
     pass
 
 
@@ -293,18 +293,18 @@ async def test_app_validator_power_bounds_and_pending_removal(tmp_path: Path) ->
     stranger = node_keys(1, offset=50)[0].public
     seen: dict[str, object] = {}
 
-    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
-        seen["stranger"] = await app.validator_power(stranger)
-        seen["d"] = await app.validator_power(d.public)
+    async def resolve(ctx: ResolveContext) -> None:
+        seen["stranger"] = await ctx.app.validator_power(stranger)
+        seen["d"] = await ctx.app.validator_power(d.public)
         for key, power in ((d.public[:31], 1), (d.public, 2**63), (d.public, -1)):
             try:
-                await app.set_validator_power(key, power)
+                await ctx.app.set_validator_power(key, power)
             except ValueError:
                 continue
             raise AssertionError(f"set_validator_power accepted {len(key)} bytes, {power}")
-        await app.set_validator_power(d.public, 1000)  # a power change, not the end of a tenure
-        await app.debit("0x" + "ab" * 20, 0)
-        await app.credit("0x" + "ab" * 20, 0)  # zero is a valid amount both ways
+        await ctx.app.set_validator_power(d.public, 1000)  # a power change, not the end of a tenure
+        await ctx.app.debit("0x" + "ab" * 20, 0)
+        await ctx.app.credit("0x" + "ab" * 20, 0)  # zero is a valid amount both ways
 
     register_resolution("test_mutant_power", ResolutionConfig(resolve=resolve))
     chains = Chains(tmp_path)
@@ -490,8 +490,8 @@ async def test_a_resolve_reads_a_balance_through_its_app(tmp_path: Path) -> None
     user = new_eth_account()
     seen: list[int] = []
 
-    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
-        seen.append(await app.balance(eth_account_id(user)))
+    async def resolve(ctx: ResolveContext) -> None:
+        seen.append(await ctx.app.balance(eth_account_id(user)))
 
     register_resolution(TYPE, ResolutionConfig(resolve=resolve))
     chains = Chains(tmp_path)
@@ -552,10 +552,10 @@ async def test_set_validator_power_refusals_say_why(tmp_path: Path) -> None:
     only = KEYS[0]
     errors: list[str] = []
 
-    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
+    async def resolve(ctx: ResolveContext) -> None:
         for key, power in ((only.public[:31], 1), (only.public, 0)):
             try:
-                await app.set_validator_power(key, power)
+                await ctx.app.set_validator_power(key, power)
             except ValueError as exc:
                 errors.append(str(exc))
 

@@ -12,13 +12,13 @@ import resolutions
 from bridge.ledger import governance
 from listeners import EventStore, Service, get_listener, register_listener, registered_listeners
 from resolutions import (
-    App,
-    BlockContext,
-    Resolution,
     ResolutionConfig,
+    ResolveContext,
     get_resolution,
     register_resolution,
     registered_resolutions,
+    retire_resolution,
+    update_resolution,
 )
 
 BAD_NAMES: list[Any] = ["Upper", "ALL", "has space", " lead", "trail ", "", "dash-ed", "dot.ted", "é", "a\n"]
@@ -33,7 +33,7 @@ async def _other_listen(service: Service, store: EventStore) -> None:
     return None
 
 
-async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
+async def _resolve(ctx: ResolveContext) -> None:
     return None
 
 
@@ -136,6 +136,45 @@ def test_register_resolution_rejects_overriding_builtin() -> None:
 def test_get_resolution_unknown_raises_key_error() -> None:
     with pytest.raises(KeyError, match="no resolution registered as 'no_such_resolution'"):
         get_resolution("no_such_resolution")
+
+
+def test_a_type_changes_and_retires_at_scheduled_heights() -> None:
+    first, second = ResolutionConfig(resolve=_resolve), ResolutionConfig(resolve=_resolve)
+    register_resolution("test_sched", first, from_height=10)
+    update_resolution("test_sched", second, at_height=20)
+    retire_resolution("test_sched", at_height=30)
+    for height, expected in ((0, None), (9, None), (10, first), (19, first), (20, second), (29, second)):
+        assert registered_resolutions(height).get("test_sched") is expected, height
+    for later in (30, 31, None):
+        assert "test_sched" not in registered_resolutions(later)
+        with pytest.raises(KeyError):
+            get_resolution("test_sched", later)
+    assert get_resolution("test_sched", 25) is second
+    assert resolutions.retired_at(30) == ("test_sched",)
+    assert resolutions.retired_at(29) == resolutions.retired_at(31) == ()
+
+
+def test_scheduled_changes_are_refused_out_of_order() -> None:
+    config = ResolutionConfig(resolve=_resolve)
+    with pytest.raises(ValueError, match="'test_nothing' is not registered"):
+        update_resolution("test_nothing", config, at_height=5)
+    with pytest.raises(ValueError, match="'test_nothing' is not registered"):
+        retire_resolution("test_nothing", at_height=5)
+    register_resolution("test_order", config, from_height=5)
+    for height in (5, 4):
+        with pytest.raises(ValueError, match="already changes at height 5"):
+            update_resolution("test_order", config, at_height=height)
+    bad: Any
+    for bad in (-1, True, "7", 1.5):
+        with pytest.raises(ValueError, match="must be an int >= 0"):
+            retire_resolution("test_order", at_height=bad)
+    with pytest.raises(ValueError, match="must be an int >= 0"):
+        register_resolution("test_bad_start", config, from_height=-3)
+    assert "test_bad_start" not in resolutions._registry
+    retire_resolution("test_order", at_height=8)
+    with pytest.raises(ValueError, match="'test_order' is already retired"):
+        update_resolution("test_order", config, at_height=9)
+    assert resolutions._registry["test_order"] == ((5, config), (8, None))
 
 
 def test_resolution_config_defaults() -> None:

@@ -22,10 +22,8 @@ from bridge.keys import NodeKey, account_id
 from bridge.ledger import Genesis, governance
 from bridge.txs import Transfer, Tx, Vote, encode_join
 from resolutions import (
-    App,
-    BlockContext,
-    Resolution,
     ResolutionConfig,
+    ResolveContext,
     register_resolution,
     registered_resolutions,
 )
@@ -292,9 +290,9 @@ def test_divergent_resolve_is_detected(tmp_path: Path) -> None:
     simulator fail rather than let the nodes drift apart."""
     calls: list[int] = []
 
-    async def impure(app: App, resolution: Resolution, block: BlockContext) -> None:
+    async def impure(ctx: ResolveContext) -> None:
         calls.append(1)
-        await app.set(b"calls", len(calls).to_bytes(4, "big"))
+        await ctx.app.set(b"calls", len(calls).to_bytes(4, "big"))
 
     register_resolution("test_impure", ResolutionConfig(resolve=impure))
 

@@ -11,7 +11,7 @@ import pytest
 
 from bridge.errors import ConfigError as BridgeConfigError
 from bridge.eventstore import EventStore
-from bridge.supervisor import FAILED, FINISHED, RESTARTING, RUNNING, STOPPED, Supervisor
+from bridge.supervisor import ListenerState, Supervisor
 from listeners import ConfigError, ListenFunc, Service
 from listeners import EventStore as ListenerStore
 
@@ -94,7 +94,7 @@ async def until(check: Callable[[], bool]) -> None:
 async def test_listener_follows_validator_status(store: EventStore) -> None:
     rec, fatal = Recorder(), Fatal()
     sup = supervisor(store, {"watch": rec}, fatal)
-    assert sup.states == {"watch": STOPPED}
+    assert sup.states == {"watch": ListenerState.STOPPED}
 
     await sup.update(False)  # not a validator yet: nothing runs
     await asyncio.sleep(0)
@@ -103,7 +103,7 @@ async def test_listener_follows_validator_status(store: EventStore) -> None:
     await sup.update(True)
     await rec.wait_running()
     assert (rec.starts, rec.cancels) == (1, 0)
-    assert sup.states == {"watch": RUNNING}
+    assert sup.states == {"watch": ListenerState.RUNNING}
 
     await sup.update(True)  # no change: not started twice
     await asyncio.sleep(0)
@@ -112,7 +112,7 @@ async def test_listener_follows_validator_status(store: EventStore) -> None:
     await sup.update(False)  # demoted: cancelled, and update waits for it to unwind
     assert (rec.starts, rec.cancels) == (1, 1)
     assert rec.stopped.is_set()
-    assert sup.states == {"watch": STOPPED}
+    assert sup.states == {"watch": ListenerState.STOPPED}
 
     await sup.update(True)  # re-promoted: started again, with its store intact
     await rec.wait_running()
@@ -121,7 +121,7 @@ async def test_listener_follows_validator_status(store: EventStore) -> None:
 
     await sup.stop()
     assert (rec.starts, rec.cancels) == (2, 2)
-    assert sup.states == {"watch": STOPPED}
+    assert sup.states == {"watch": ListenerState.STOPPED}
     assert fatal.calls == []
 
 
@@ -141,7 +141,7 @@ async def test_every_listener_gets_its_own_service_and_store(store: EventStore) 
     sup = supervisor(store, {"a": make("a"), "b": make("b")}, Fatal())
     await sup.update(True)
     await asyncio.wait_for(done.wait(), WAIT)
-    await until(lambda: set(sup.states.values()) == {FINISHED})
+    await until(lambda: set(sup.states.values()) == {ListenerState.FINISHED})
     assert seen == {"a": ("a", b"a"), "b": ("b", b"b")}
     assert await store.scoped("a").get(b"who") == b"a"
     assert await store.scoped("b").get(b"who") == b"b"
@@ -164,12 +164,12 @@ async def test_raising_listener_is_fatal_with_policy_never(store: EventStore) ->
     await rec.wait_running()
 
     assert fatal.calls == [("broken", error)]
-    assert sup.states == {"broken": FAILED, "fine": RUNNING}
+    assert sup.states == {"broken": ListenerState.FAILED, "fine": ListenerState.RUNNING}
     assert runs == 1
     assert sup.restarts["broken"] == 0
 
     await sup.stop()  # a failed listener keeps its state; the other one is stopped
-    assert sup.states == {"broken": FAILED, "fine": STOPPED}
+    assert sup.states == {"broken": ListenerState.FAILED, "fine": ListenerState.STOPPED}
     assert rec.cancels == 1
     assert runs == 1
 
@@ -194,10 +194,10 @@ async def test_raising_listener_is_restarted_with_policy_always(store: EventStor
 
     assert runs == failures + 1
     assert sup.restarts == {"flaky": failures}
-    assert sup.states == {"flaky": RUNNING}
+    assert sup.states == {"flaky": ListenerState.RUNNING}
     assert fatal.calls == []
     await sup.stop()
-    assert sup.states == {"flaky": STOPPED}
+    assert sup.states == {"flaky": ListenerState.STOPPED}
 
 
 async def test_demotion_during_restart_delay_stops_the_listener(
@@ -218,10 +218,10 @@ async def test_demotion_during_restart_delay_stops_the_listener(
     sup = supervisor(store, {"failing": failing}, fatal, restart_policy="always", restart_max_delay=3600)
     await sup.update(True)
     await asyncio.wait_for(failed.wait(), WAIT)
-    await until(lambda: sup.states["failing"] == RESTARTING)
+    await until(lambda: sup.states["failing"] == ListenerState.RESTARTING)
     assert sup.restarts == {"failing": 1}
     await sup.update(False)
-    assert sup.states == {"failing": STOPPED}
+    assert sup.states == {"failing": ListenerState.STOPPED}
     assert runs == 1
     assert fatal.calls == []
 
@@ -236,16 +236,16 @@ async def test_listener_that_returns_is_finished_until_next_promotion(store: Eve
     fatal = Fatal()
     sup = supervisor(store, {"once": once}, fatal)
     await sup.update(True)
-    await until(lambda: sup.states["once"] == FINISHED)
+    await until(lambda: sup.states["once"] == ListenerState.FINISHED)
     assert runs == 1
 
     await sup.update(False)
-    assert sup.states == {"once": FINISHED}
+    assert sup.states == {"once": ListenerState.FINISHED}
     await sup.update(True)
     await until(lambda: runs == 2)
-    await until(lambda: sup.states["once"] == FINISHED)
+    await until(lambda: sup.states["once"] == ListenerState.FINISHED)
     await sup.stop()
-    assert sup.states == {"once": FINISHED}
+    assert sup.states == {"once": ListenerState.FINISHED}
     assert fatal.calls == []
 
 
@@ -280,11 +280,11 @@ async def test_config_error_is_fatal_even_with_policy_always(
         await asyncio.wait_for(crashed_twice.wait(), WAIT)
 
     assert runs == 1
-    assert sup.restarts["broken"] == 0 and sup.states["broken"] == FAILED
+    assert sup.restarts["broken"] == 0 and sup.states["broken"] == ListenerState.FAILED
     assert sup.restarts["crashing"] >= 1
-    assert sup.states["crashing"] in (RUNNING, RESTARTING)
+    assert sup.states["crashing"] in (ListenerState.RUNNING, ListenerState.RESTARTING)
     assert fatal.calls == [("broken", error)]  # the crashing one never reaches on_fatal
     assert not [r for r in caplog.records if "broken" in r.getMessage()]  # the node says it
     await sup.stop()
-    assert sup.states == {"broken": FAILED, "crashing": STOPPED}
+    assert sup.states == {"broken": ListenerState.FAILED, "crashing": ListenerState.STOPPED}
     assert runs == 1

@@ -12,6 +12,8 @@ import itertools
 import json
 import logging
 import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import assert_never
 
@@ -25,9 +27,16 @@ from bridge.ledger import governance
 from bridge.ledger.queries import Queries
 from bridge.ledger.state import ResolutionRow, State, block_hash
 from bridge.ledger.threshold import passes
-from bridge.ledger.types import Block, BlockResult, Genesis, TxResult
+from bridge.ledger.types import Block, BlockResult, Genesis, Outcome, TxResult
 from bridge.txs import Approve, Join, Leave, Payload, Remove, Transfer, Tx, Vote, decode_payload
-from resolutions import BlockContext, Resolution, ResolutionConfig, get_resolution, registered_resolutions
+from resolutions import (
+    BlockContext,
+    Resolution,
+    ResolutionConfig,
+    ResolveContext,
+    registered_resolutions,
+    retired_at,
+)
 
 log = logging.getLogger("bridge.ledger")
 
@@ -63,6 +72,18 @@ def _order(config: ResolutionConfig, body: bytes) -> bytes:
         return config.order(body)
     except Exception:  # a plug-in's failure on a hostile body must not stop the block
         return b""
+
+
+@dataclass
+class _BlockRun:
+    """One block's execution: made by ``finalize_block``, passed to what it runs."""
+
+    ctx: BlockContext
+    types: Mapping[str, ResolutionConfig]  # the resolution types in force at this height
+    touched: dict[bytes, None] = field(default_factory=dict)  # ids voted for, in vote order
+    # Each validator votes for the same events: their ids are hashed once a block.
+    ids: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
+    votes: int = 0  # votes executed so far (MAX_VOTES_PER_BLOCK)
 
 
 class LedgerApp:
@@ -226,7 +247,7 @@ class Ledger(Queries):
                 raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
             match payload:
                 case Vote():
-                    self._check_types(payload)
+                    self._check_types(payload, registered_resolutions(self.height + 1))
                 case Transfer(amount=amount):
                     balance = await self.view.balance(account_id(tx.signer))
                     if balance < amount:
@@ -254,8 +275,7 @@ class Ledger(Queries):
         return TxResult()
 
     @staticmethod
-    def _check_types(vote: Vote) -> None:
-        known = registered_resolutions()
+    def _check_types(vote: Vote, known: Mapping[str, ResolutionConfig]) -> None:
         for event_type, _ in vote.events:
             if event_type not in known:
                 raise TxError(TxCode.UNKNOWN_TYPE, f"no resolution type {event_type!r}")
@@ -321,12 +341,9 @@ class Ledger(Queries):
         await s.begin()
         before = await s.validators()
         ctx = BlockContext(block.height, block.time_ns, block.proposer, self.chain_id)
-        self._touched: dict[bytes, None] = {}
-        # Each validator votes for the same events: their ids are hashed once a block.
-        self._ids: dict[tuple[str, bytes], bytes] = {}
-        self._block_votes = 0
-        results = tuple([await self._deliver(raw, ctx) for raw in block.txs])
-        resolved = await self._end_block(ctx)
+        run = _BlockRun(ctx, registered_resolutions(block.height))
+        results = tuple([await self._deliver(raw, run) for raw in block.txs])
+        resolved = await self._end_block(run)
         after = await s.validators()
         updates = tuple(
             (k, after.get(k, 0))
@@ -355,7 +372,7 @@ class Ledger(Queries):
         self.height, self.app_hash, self.time_ns, self._pending = height, app_hash, time_ns, None
         self.validators = await self.state.validators()
 
-    async def _deliver(self, raw: bytes, ctx: BlockContext) -> TxResult:
+    async def _deliver(self, raw: bytes, run: _BlockRun) -> TxResult:
         try:
             tx, payload = self._authenticate(raw)
         except TxError as exc:
@@ -368,23 +385,23 @@ class Ledger(Queries):
         await self.state.set_nonce(tx.signer, expected + 1)
         try:
             async with self.state.savepoint():
-                await self._execute(tx, payload, ctx)
+                await self._execute(tx, payload, run)
         except TxError as exc:
             return TxResult(exc.code, str(exc))
         return TxResult()
 
-    async def _execute(self, tx: Tx, payload: Payload, ctx: BlockContext) -> None:
-        s = self.state
+    async def _execute(self, tx: Tx, payload: Payload, run: _BlockRun) -> None:
+        s, ctx = self.state, run.ctx
         validators = await s.validators()
         if payload.BY_VALIDATOR and tx.signer not in validators:
             raise TxError(TxCode.NOT_VALIDATOR, f"{tx.type} must be signed by a validator")
         match payload:
             case Vote(events=events):
-                self._check_types(payload)
-                if self._block_votes + len(events) > MAX_VOTES_PER_BLOCK:
-                    raise TxError(TxCode.BLOCK_FULL, f"the block already holds {self._block_votes} votes")
-                self._block_votes += len(events)
-                await self._vote(tx.signer, list(dict.fromkeys(events)), ctx)
+                self._check_types(payload, run.types)
+                if run.votes + len(events) > MAX_VOTES_PER_BLOCK:
+                    raise TxError(TxCode.BLOCK_FULL, f"the block already holds {run.votes} votes")
+                run.votes += len(events)
+                await self._vote(tx.signer, list(dict.fromkeys(events)), run)
             case Transfer(to=to, amount=amount):
                 app = LedgerApp(s, "", ctx.height)
                 try:
@@ -398,7 +415,7 @@ class Ledger(Queries):
                         TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet"
                     )
                 body = governance.join_body(tx.signer, power, tx.nonce)
-                rid = await self._create(governance.JOIN, body, tx.signer, ctx)
+                rid = await self._create(governance.JOIN, body, tx.signer, run)
                 if self.join_bond:
                     try:
                         await LedgerApp(s, "", ctx.height).debit(account_id(tx.signer), self.join_bond)
@@ -413,12 +430,12 @@ class Ledger(Queries):
                 rows = await s.resolutions([rid])
                 if rid not in rows or rows[rid].type not in (governance.JOIN, governance.REMOVE):
                     raise TxError(TxCode.INVALID_PAYLOAD, "no pending validator request with that id")
-                await self._vote(tx.signer, [(rows[rid].type, rows[rid].body)], ctx)
+                await self._vote(tx.signer, [(rows[rid].type, rows[rid].body)], run)
             case Remove(pubkey=pubkey):
                 since = await s.validator_since(pubkey)
                 if since is None:
                     raise TxError(TxCode.INVALID_PAYLOAD, "the key to remove is not a validator")
-                await self._vote(tx.signer, [(governance.REMOVE, governance.remove_body(pubkey, since))], ctx)
+                await self._vote(tx.signer, [(governance.REMOVE, governance.remove_body(pubkey, since))], run)
             case Leave():
                 if set(validators) == {tx.signer}:
                     raise TxError(TxCode.INVALID_PAYLOAD, "the last validator cannot leave")
@@ -426,24 +443,24 @@ class Ledger(Queries):
             case _:
                 assert_never(payload)
 
-    async def _create(self, event_type: str, body: bytes, proposer: bytes, ctx: BlockContext) -> bytes:
+    async def _create(self, event_type: str, body: bytes, proposer: bytes, run: _BlockRun) -> bytes:
         rid = event_id(event_type, body)
         if not await self.state.processed_ids([rid]) and not await self.state.pending_ids([rid]):
-            expiration = ctx.height + self._period(event_type)
+            expiration = run.ctx.height + self._period(event_type, run)
             await self.state.add_resolutions([ResolutionRow(rid, event_type, body, proposer, expiration)])
         return rid
 
-    async def _vote(self, voter: bytes, events: list[tuple[str, bytes]], ctx: BlockContext) -> None:
+    async def _vote(self, voter: bytes, events: list[tuple[str, bytes]], run: _BlockRun) -> None:
         """Add ``voter``'s vote to each event, creating resolutions on first sight. Votes for
         processed ids and repeated votes are no-ops."""
-        s = self.state
-        known = self._ids
+        s, ctx = self.state, run.ctx
+        known = run.ids
         ids = [known.get(e) or known.setdefault(e, event_id(*e)) for e in events]
         processed = await s.processed_ids(ids)
         pending = await s.pending_ids(ids)
         voted = await s.voted_ids(ids, voter)
         new = [
-            ResolutionRow(i, t, b, voter, ctx.height + self._period(t))
+            ResolutionRow(i, t, b, voter, ctx.height + self._period(t, run))
             for i, (t, b) in zip(ids, events, strict=True)
             if i not in processed and i not in pending
         ]
@@ -461,31 +478,30 @@ class Ledger(Queries):
                 raise TxError(TxCode.INSUFFICIENT_BALANCE, f"cannot pay vote fees: {exc}") from None
         await s.add_resolutions(new)
         await s.add_votes(votes, voter)
-        self._touched.update(dict.fromkeys(votes))
+        run.touched.update(dict.fromkeys(votes))
 
     # -- end of block -- #
 
-    def _period(self, event_type: str) -> int:
-        return self.expiration_periods.get(event_type) or get_resolution(event_type).expiration_period
+    def _period(self, event_type: str, run: _BlockRun) -> int:
+        return self.expiration_periods.get(event_type) or run.types[event_type].expiration_period
 
-    async def _end_block(self, ctx: BlockContext) -> tuple[tuple[bytes, str, str], ...]:
-        s = self.state
+    async def _end_block(self, run: _BlockRun) -> tuple[tuple[bytes, str, Outcome], ...]:
+        s, ctx, registry = self.state, run.ctx, run.types
         validators = await s.validators()
         total = sum(validators.values())
-        candidates = list(self._touched)
+        candidates = list(run.touched)
         if await s.kv_get(*RECHECK_KEY):
             candidates = await s.all_pending_ids()
             await s.kv_delete(*RECHECK_KEY)
         rows = await s.resolutions(candidates)
         voters = await s.voters(list(rows))
-        registry = registered_resolutions()
 
         # Select every confirmed resolution before running any: a resolve may change
         # validator power, which must not move thresholds within this block.
         confirmed: list[Resolution] = []
         for rid, row in rows.items():
             approved = sum(validators.get(v, 0) for v in voters[rid])
-            if passes(approved, total, registry[row.type].confirmation_threshold):
+            if row.type in registry and passes(approved, total, registry[row.type].confirmation_threshold):
                 confirmed.append(
                     Resolution(
                         rid, row.type, row.body, row.proposer, row.expiration, approved, tuple(voters[rid])
@@ -493,17 +509,19 @@ class Ledger(Queries):
                 )
         confirmed.sort(key=lambda r: (r.type, _order(registry[r.type], r.body), r.id))
 
-        outcomes: list[tuple[bytes, str, str]] = []
+        outcomes: list[tuple[bytes, str, Outcome]] = []
         processed: list[tuple[bytes, str, bytes, int, str, str]] = []
         for res in confirmed:
-            status, error = "confirmed", ""
+            status, error = Outcome.CONFIRMED, ""
             try:
                 async with s.savepoint():
-                    await registry[res.type].resolve(LedgerApp(s, res.type, ctx.height), res, ctx)
+                    await registry[res.type].resolve(
+                        ResolveContext(LedgerApp(s, res.type, ctx.height), res, ctx)
+                    )
             except sqlite3.Error:  # this node's disk, not the resolution: never a local "failed"
                 raise
             except Exception as exc:  # a plug-in's failure must not stop the block
-                status, error = "failed", type(exc).__name__
+                status, error = Outcome.FAILED, type(exc).__name__
                 log.warning(
                     "resolve of %s %s failed at height %d: %r", res.type, res.id.hex(), ctx.height, exc
                 )
@@ -517,18 +535,20 @@ class Ledger(Queries):
         await s.mark_processed(processed, logged=True)
         await s.remove_resolutions([r.id for r in confirmed])
 
-        expired = await s.expired(ctx.height)
+        expired = await s.expired(ctx.height, retired_at(ctx.height))
         if expired and self.vote_fee:
             expired_voters = await s.voters([r.id for r in expired])
+            before = registered_resolutions(ctx.height - 1)  # a type retired now: its last config
             for row in expired:
                 approved = sum(validators.get(v, 0) for v in expired_voters[row.id])
-                if passes(approved, total, registry[row.type].refund_threshold):
+                config = registry.get(row.type) or before[row.type]
+                if passes(approved, total, config.refund_threshold):
                     await self._refund(expired_voters[row.id])
         for row in expired:
             if row.type == governance.JOIN:  # the candidate gets its bond back
                 await governance.release_bond(LedgerApp(s, governance.JOIN, ctx.height), row.id, row.body)
         await s.remove_resolutions([r.id for r in expired])
-        outcomes.extend((r.id, r.type, "expired") for r in expired)
+        outcomes.extend((r.id, r.type, Outcome.EXPIRED) for r in expired)
 
         for name, config in registry.items():
             if config.keep_processed is not None and ctx.height > config.keep_processed:

@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from bridge.encoding import Reader, Writer
 from bridge.keys import account_id
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import App, ResolutionConfig, ResolveContext, register_resolution
 
 JOIN = "validator_join"
 REMOVE = "validator_remove"
@@ -44,15 +44,15 @@ async def release_bond(app: App, request_id: bytes, body: bytes) -> None:
         await app.credit(account_id(Reader(body).blob(32)), int.from_bytes(locked, "big"))
 
 
-async def _join(app: App, resolution: Resolution, block: BlockContext) -> None:
-    r = Reader(resolution.body)
+async def _join(ctx: ResolveContext) -> None:
+    r = Reader(ctx.resolution.body)
     pubkey, power = r.blob(32), r.u64()
-    await app.set_validator_power(pubkey, power)
-    await release_bond(app, resolution.id, resolution.body)
+    await ctx.app.set_validator_power(pubkey, power)
+    await release_bond(ctx.app, ctx.resolution.id, ctx.resolution.body)
 
 
-async def _remove(app: App, resolution: Resolution, block: BlockContext) -> None:
-    await app.set_validator_power(Reader(resolution.body).blob(32), 0)
+async def _remove(ctx: ResolveContext) -> None:
+    await ctx.app.set_validator_power(Reader(ctx.resolution.body).blob(32), 0)
 
 
 register_resolution(JOIN, ResolutionConfig(resolve=_join, confirmation_threshold=Fraction(2, 3)))

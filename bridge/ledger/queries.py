@@ -3,11 +3,13 @@ the extensions' queries read. None of it runs inside a block."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import aiosqlite
 
 from bridge.ledger.state import State
 from bridge.ledger.threshold import required_power
-from resolutions import registered_resolutions
+from resolutions import get_resolution, registered_resolutions
 
 
 class Queries:
@@ -16,6 +18,7 @@ class Queries:
 
     view: State
     validators: dict[bytes, int]
+    height: int
     _reader: aiosqlite.Connection
 
     async def nonce(self, signer: bytes) -> int:
@@ -29,6 +32,12 @@ class Queries:
         processed = await self.view.processed_ids(ids)
         voted = await self.view.voted_ids(ids, voter)
         return {i: "processed" if i in processed else "voted" if i in voted else "absent" for i in ids}
+
+    def threshold(self, resolution_type: str) -> Fraction:
+        """The confirmation threshold ``resolution_type`` meets in the next block (for a type
+        retired there, the one it had)."""
+        config = registered_resolutions(self.height + 1).get(resolution_type)
+        return (config or get_resolution(resolution_type, self.height)).confirmation_threshold
 
     async def list_resolutions(
         self, status: str | None = None, type_: str | None = None, limit: int = 100
@@ -46,7 +55,7 @@ class Queries:
             )
             async with db.execute(sql, (type_, type_, limit)) as cur:
                 async for rid, t, body, proposer, exp, power, nvotes in cur:
-                    need = required_power(total, registered_resolutions()[t].confirmation_threshold)
+                    need = required_power(total, self.threshold(t))
                     out.append(
                         {
                             "id": bytes(rid).hex(),

@@ -314,13 +314,18 @@ class State:
             voters.sort()
         return out
 
-    async def expired(self, height: int) -> list[ResolutionRow]:
-        sql = "SELECT id, type, body, proposer, expiration FROM resolutions WHERE expiration <= ?"
+    async def expired(self, height: int, retired: tuple[str, ...] = ()) -> list[ResolutionRow]:
+        """Pending resolutions that expire at ``height``: their time is up, or their type is
+        one of ``retired``."""
+        sql = (
+            "SELECT id, type, body, proposer, expiration FROM resolutions"
+            f" WHERE expiration <= ? OR type IN ({marks(len(retired))})"
+        )
         rows = [
             ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
-            for i, t, b, p, e in self.db.execute(sql, (height,))
+            for i, t, b, p, e in self.db.execute(sql, (height, *retired))
         ]
-        rows += [r for r in self._new.values() if r.expiration <= height]
+        rows += [r for r in self._new.values() if r.expiration <= height or r.type in retired]
         return sorted(rows, key=lambda r: (r.type, r.id))
 
     async def add_resolutions(self, rows: list[ResolutionRow]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,18 @@ class TxResult:
         return self.code == TxCode.OK
 
 
+class Outcome(StrEnum):
+    """What became of a resolution: kept in the ledger's ``processed`` table (confirmed or
+    failed) and reported in block results (all three)."""
+
+    CONFIRMED = "confirmed"  # resolve ran and its writes stand
+    FAILED = "failed"  # resolve raised: its writes were rolled back
+    EXPIRED = "expired"  # not enough votes in time, or its type was retired
+
+
 @dataclass(frozen=True)
 class BlockResult:
     tx_results: tuple[TxResult, ...]
     validator_updates: tuple[tuple[bytes, int], ...]  # (pubkey, new power; 0 = removed)
     app_hash: bytes
-    resolved: tuple[tuple[bytes, str, str], ...] = field(default=())  # (id, type, status)
+    resolved: tuple[tuple[bytes, str, Outcome], ...] = field(default=())  # (id, type, outcome)

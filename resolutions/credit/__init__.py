@@ -42,7 +42,7 @@ from functools import lru_cache
 from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import App, ResolutionConfig, ResolveContext, register_resolution
 
 __all__ = ["CREDIT_ACCOUNT", "ORPHANED", "ORPHANED_TOTAL", "Deposit", "Orphan", "orphans"]
 
@@ -220,7 +220,8 @@ async def _reconcile(app: App, where: bytes, amount: int) -> bool:
     return True
 
 
-async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
+async def _resolve(ctx: ResolveContext) -> None:
+    app, resolution, height = ctx.app, ctx.resolution, ctx.block.height
     key, tx_hash, log_index, account, amount = _credit(resolution.body)
     recipient = bytes.fromhex(account[2:])
     described = tx_hash + log_index.to_bytes(8, "big") + recipient + amount.to_bytes(32, "big")
@@ -235,8 +236,8 @@ async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> Non
             return
         # A reorg deeper than the safety point gave this nonce to another deposit: the old
         # credit stays with its recipient, unbacked, recorded as orphaned.
-        await _orphan(app, key, credited, previous, block.height)
-    await app.set(credited_key(key), block.height.to_bytes(8, "big") + resolution.id)
+        await _orphan(app, key, credited, previous, height)
+    await app.set(credited_key(key), height.to_bytes(8, "big") + resolution.id)
     await app.set(described_key(key), described)
     await app.set(tx_key(tx_hash, log_index), key)
     if not await _reconcile(app, ORPHANED + tx_hash + described[40:], amount):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import ResolutionConfig, ResolveContext, register_resolution
 
 __all__ = ["ORACLE_VALUE", "OracleReading"]
 
@@ -37,8 +37,8 @@ class OracleReading:
         return reading
 
 
-async def _resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
-    reading = OracleReading.decode(resolution.body)
+async def _resolve(ctx: ResolveContext) -> None:
+    reading, app = OracleReading.decode(ctx.resolution.body), ctx.app
     await app.set(f"round:{reading.round}".encode(), reading.value.encode())
     latest = await app.get(b"latest")
     if latest is None or int(latest) < reading.round:

@@ -10,7 +10,7 @@ from eth_account import Account
 from bridge.testing import NodeHomeFactory, running_node
 from listeners import EventStore, Service, register_listener
 from listeners.ethereum import Chain, ContractEvents, EthereumConfig, Log, listen_to_contract, quantity, topic
-from resolutions import App, BlockContext, Resolution, ResolutionConfig, register_resolution
+from resolutions import ResolutionConfig, ResolveContext, register_resolution
 
 TRANSFER = topic("Transfer(address,address,uint256)")
 APPROVAL = topic("Approval(address,address,uint256)")
@@ -42,8 +42,8 @@ async def test_a_fork_listener_reads_another_contract_and_its_votes_resolve(
 ) -> None:
     """Written as a fork writes it: the harness's fixtures (bridge.testing), public names."""
 
-    async def resolve(app: App, resolution: Resolution, block: BlockContext) -> None:
-        await app.set(resolution.body, block.height.to_bytes(8, "big"))
+    async def resolve(ctx: ResolveContext) -> None:
+        await ctx.app.set(ctx.resolution.body, ctx.block.height.to_bytes(8, "big"))
 
     register_resolution("token_transfer", ResolutionConfig(resolve=resolve))
 
