@@ -24,6 +24,8 @@ CONTRACTS_PYTHON ?= $(if $(wildcard .venv/bin/python),.venv/bin/python,python3)
 
 .PHONY: node-tools contracts forge-test contracts-clean
 
+# package.json's allowScripts denies the @foundry-rs packages' postinstall scripts: they would
+# download the binaries that the platform packages (@foundry-rs/*-linux-amd64) already carry.
 node-tools: $(NODE_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json

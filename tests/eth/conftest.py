@@ -1,8 +1,8 @@
-"""A real anvil chain per test, with the escrow deployed, and helpers to run a node on it."""
+"""A real anvil chain per test with a handle on its process (mine, kill, its cache folder),
+the escrow deployed on it, and the harness's ``wait_until`` (``bridge.testing``)."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -12,13 +12,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bridge.testing import wait_until
 from listeners.eth_deposits.escrow import deploy_bridge
-from listeners.ethereum import ANVIL_NO_DISK, Chain
+from listeners.ethereum import ANVIL_KEY, ANVIL_NO_DISK, Chain, anvil_path
 
 ROOT = Path(__file__).resolve().parents[2]
-ANVIL = ROOT / "node_modules" / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil"
-# anvil's first default account (public test key, funded on every anvil chain).
-DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEPLOYER_KEY = ANVIL_KEY
+wait_for = wait_until
 
 
 def free_port() -> int:
@@ -50,12 +50,11 @@ class Anvil:
 
 @pytest.fixture
 def anvil(tmp_path: Path) -> Iterator[Anvil]:
-    assert ANVIL.exists(), f"{ANVIL} is missing: run `make node-tools`"
     port = free_port()
     cache = tmp_path / "anvil-cache"  # where anvil would persist old states, if it did
     args = ["--port", str(port), "--host", "127.0.0.1", "--silent", "--chain-id", "31337"]
     process = subprocess.Popen(
-        [str(ANVIL), *args, *ANVIL_NO_DISK, "--cache-path", str(cache)],
+        [anvil_path(), *args, *ANVIL_NO_DISK, "--cache-path", str(cache)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -87,15 +86,3 @@ async def chain(anvil: Anvil) -> AsyncIterator[Chain]:
 @pytest.fixture
 async def bridge(chain: Chain) -> dict[str, Any]:
     return await deploy_bridge(chain)
-
-
-async def wait_for(condition: Any, timeout: float = 60.0, interval: float = 0.05) -> None:
-    """Poll ``condition`` (sync or async callable) until it is true."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = condition()
-            if asyncio.iscoroutine(result):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(interval)
