@@ -17,6 +17,9 @@ from bridge.encoding import Reader
 from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
 from bridge.ledger import governance
+from bridge.ledger.app import LedgerApp
+from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
+from bridge.ledger.withdrawals import Withdrawals
 from bridge.queries import add_query_routes, extension_problems
 from bridge.supervisor import ListenerState
 from bridge.txs import MAX_TX_BYTES, Tx
@@ -208,6 +211,21 @@ async def kv(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 100, 1, 1000)
     items = await request.app[NODE].ledger.kv_items(request.match_info["namespace"], limit)
     return web.json_response({"entries": [{"key": _text(k), "value": _text(v)} for k, v in items]})
+
+
+@routes.get("/v1/withdrawals/{id}")
+async def withdrawal(request: web.Request) -> web.Response:
+    """Where a withdrawal is: debited, in its batch, signed (with the proof and signatures a
+    claim needs)."""
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 20:
+        raise _bad("id: a withdrawal id is a non-negative integer")
+    ledger = request.app[NODE].ledger
+    state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, ledger.height), ledger.escrow)
+    found = await state.status(int(text))
+    if found is None:
+        return _error(404, f"no withdrawal {text}")
+    return web.json_response(found)
 
 
 @routes.post("/v1/tx")

@@ -2,8 +2,9 @@
 
 An event counts as voted only when this validator's vote is in a committed block; until
 then it is sent again after ``resend_timeout`` and after every restart. Events whose
-resolution was processed are dropped. One vote transaction is in flight at a time, so
-nonces never leave a gap; a batch carries up to ``max_votes_per_tx`` events.
+resolution was processed are dropped. One transaction is in flight at a time, so nonces
+never leave a gap; a batch carries up to ``max_votes_per_tx`` events. When no vote waits,
+the validator's other duties (``duties``: its withdrawal signatures) go out the same way.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from bridge.eventstore import PENDING, VOTED, EventStore
 from bridge.keys import NodeKey
 from bridge.ledger.types import TxResult
-from bridge.txs import Tx, Vote
+from bridge.txs import Payload, Tx, Vote
 
 log = logging.getLogger("bridge.broadcaster")
 
@@ -30,6 +31,7 @@ class LedgerView(Protocol):
 
 
 Submit = Callable[[bytes], Awaitable[TxResult]]
+Duties = Callable[[], Awaitable[Sequence[Payload]]]
 
 
 class Broadcaster:
@@ -43,8 +45,10 @@ class Broadcaster:
         max_votes_per_tx: int = 500,
         resend_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        duties: Duties | None = None,
     ) -> None:
         self._store, self._ledger, self._submit, self._key = store, ledger, submit, key
+        self._duties = duties
         self.max_votes_per_tx = max_votes_per_tx
         self.resend_timeout = resend_timeout
         self._clock = clock
@@ -67,6 +71,13 @@ class Broadcaster:
                     await self._sent(nonce, ids)
                 else:
                     log.warning("vote transaction rejected: %s", result.log)
+            elif (duty := await self._next_duty()) is not None:
+                raw, nonce = duty
+                result = await self._submit(raw)
+                if result.ok:
+                    self._inflight = (nonce, self._clock())
+                else:
+                    log.warning("%s transaction rejected: %s", Tx.decode(raw).type, result.log)
 
     async def proposal_votes(self, max_bytes: int) -> list[bytes]:
         """This validator's vote, for the block it is about to propose (no mempool round trip).
@@ -98,7 +109,7 @@ class Broadcaster:
         nothing to send or the last one is neither included nor overdue."""
         now = self._clock()
         nonce = await self._ledger.nonce(self._key.public)
-        if self._inflight and self._inflight[0] >= nonce and now - self._inflight[1] < self.resend_timeout:
+        if await self._busy(nonce):
             return None
         events = await self._store.select(PENDING, self.max_votes_per_tx, now - self.resend_timeout)
         if not events:
@@ -113,6 +124,27 @@ class Broadcaster:
         payload = Vote(tuple((e.type, e.body) for e in events)).encode()
         tx = Tx(self._ledger.chain_id, "vote", self._key.public, nonce, payload).sign_ed25519(self._key)
         return tx.encode(), nonce, [e.id for e in events]
+
+    async def _busy(self, nonce: int) -> bool:
+        """Whether the last transaction sent is neither included nor overdue."""
+        inflight = self._inflight
+        return (
+            inflight is not None
+            and inflight[0] >= nonce
+            and self._clock() - inflight[1] < self.resend_timeout
+        )
+
+    async def _next_duty(self) -> tuple[bytes, int] | None:
+        """The first duty still owed, as a signed transaction (raw, nonce); recomputed from
+        the ledger each time, so one that landed is never sent again."""
+        if self._duties is None:
+            return None
+        nonce = await self._ledger.nonce(self._key.public)
+        if await self._busy(nonce) or not (duties := await self._duties()):
+            return None
+        payload = duties[0]
+        tx = Tx(self._ledger.chain_id, payload.TX_TYPE, self._key.public, nonce, payload.encode())
+        return tx.sign_ed25519(self._key).encode(), nonce
 
     async def _sent(self, nonce: int, ids: list[bytes]) -> None:
         now = self._clock()

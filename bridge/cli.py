@@ -23,6 +23,7 @@ from bridge.keys import NodeKey
 from bridge.ledger import Genesis, governance
 from bridge.ledger.types import DEFAULT_JOIN_BOND
 from bridge.txs import Tx, encode_join
+from bridge.withdrawals.signer import SIGNER_FILE, create_key
 from listeners import ConfigError, registered_commands
 from listeners.ethereum import ANVIL_KEY
 
@@ -41,7 +42,11 @@ def init_home(home: Path, chain_id: str, api_port: int) -> NodeKey:
     (home / DATA_DIR).mkdir(exist_ok=True)
     key = NodeKey.generate()
     key.save(home / KEY_FILE)
-    Genesis(chain_id, ((key.public, 10),), join_bond=DEFAULT_JOIN_BOND).save(home / GENESIS_FILE)
+    signer = create_key(home / SIGNER_FILE)
+    genesis = Genesis(
+        chain_id, ((key.public, 10),), join_bond=DEFAULT_JOIN_BOND, signers=((key.public, signer),)
+    )
+    genesis.save(home / GENESIS_FILE)
     (home / CONFIG_FILE).write_text(CONFIG_TEMPLATE.format(port=api_port))
     return key
 

@@ -75,6 +75,18 @@ class ListenersConfig(Section):
     )
 
 
+class SignerConfig(Section):
+    key_file: str = Field(
+        "eth_signer.key",
+        description="the validator's Ethereum key that signs withdrawals: a file of its hex, "
+        "relative to the node's home (`bridge init` writes one)",
+    )
+    keystore: str = Field(
+        "", description="instead of key_file: an encrypted keystore (eth-account JSON), relative to the home"
+    )
+    password_file: str = Field("", description="the keystore's password, in a file relative to the home")
+
+
 class AppConfig(Section):
     extensions: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -91,6 +103,7 @@ class Settings(BaseSettings):
     cometbft: CometConfig = Field(default_factory=CometConfig)  # type: ignore[arg-type]
     broadcaster: BroadcasterConfig = Field(default_factory=BroadcasterConfig)  # type: ignore[arg-type]
     listeners: ListenersConfig = Field(default_factory=ListenersConfig)  # type: ignore[arg-type]
+    signer: SignerConfig = Field(default_factory=SignerConfig)  # type: ignore[arg-type]
     app: AppConfig = Field(default_factory=AppConfig)
 
     @classmethod

@@ -127,6 +127,9 @@ class Reader:
             raise DecodeError("integer has a leading zero byte")
         return int.from_bytes(raw, "big")
 
+    def at_end(self) -> bool:
+        return self._pos == len(self._data)
+
     def done(self) -> None:
         if self._pos != len(self._data):
             raise DecodeError(f"{len(self._data) - self._pos} trailing bytes")

@@ -29,6 +29,8 @@ from bridge.ledger import BlockResult, Genesis, Ledger, TxResult
 from bridge.metrics import ListenerCollector, Metrics
 from bridge.sqlite import disk_full
 from bridge.supervisor import Supervisor
+from bridge.txs import Payload
+from bridge.withdrawals.signer import Signer, load_key
 from listeners import ConfigError as ListenerConfigError
 from listeners import ListenerStatus, Service, registered_listeners
 
@@ -130,6 +132,14 @@ class Node:
         self._committed.set()
         await self.supervisor.update(self.is_validator and self.engine.caught_up)
 
+    def _signer_duties(self, signer: Signer) -> Callable[[], Awaitable[list[Payload]]]:
+        """The signer's duties while the node is an active validator (the listeners' lifecycle)."""
+
+        async def duties() -> list[Payload]:
+            return list(await signer.duties()) if self.supervisor.active else []
+
+        return duties
+
     async def _broadcast(self) -> None:
         """Settle and send votes after each commit, beside the engine rather than inside it,
         so a listener holding the store's lock never delays a block."""
@@ -161,6 +171,8 @@ class Node:
                     f"but genesis says {self.genesis.chain_id!r}"
                 )
             self.engine = await self._engine()
+            eth_key = load_key(self.home, s.signer.key_file, s.signer.keystore, s.signer.password_file)
+            signer = None if eth_key is None else Signer(self.ledger, self.key.public, eth_key)
             self.broadcaster = Broadcaster(
                 self.store,
                 self.ledger,
@@ -168,6 +180,7 @@ class Node:
                 self.key,
                 max_votes_per_tx=s.broadcaster.max_votes_per_tx,
                 resend_timeout=s.broadcaster.resend_timeout,
+                duties=None if signer is None else self._signer_duties(signer),
             )
             listeners = registered_listeners()
             self.listener_status = {name: ListenerStatus() for name in listeners}

@@ -1,8 +1,11 @@
 """Signed transaction envelopes and their payloads, in one canonical binary encoding.
 
 An envelope is (chain id, type, signer, nonce, payload, signature). Validators sign with
-their ed25519 key (32-byte signer); users sign EIP-712 typed data with their Ethereum key
-(20-byte signer = address), so any wallet can produce a transaction.
+their ed25519 key (32-byte signer); users sign their ``transfer`` and ``withdraw`` as EIP-712
+typed data with named fields (``Transfer(string to,uint256 amount,uint64 nonce)``), with
+their Ethereum key (20-byte signer = address), so a wallet shows what it signs. The domain
+binds the ledger (``salt`` = keccak of its chain id) and, on a network with an escrow, the
+escrow's chain id and address.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from types import MappingProxyType
 from typing import Any, ClassVar, get_args
 
 from eth_account import Account
-from eth_account.messages import encode_typed_data
+from eth_account.messages import encode_defunct, encode_typed_data
+from eth_utils.crypto import keccak
 
 from bridge.encoding import MAX_U64, Reader, Writer
 from bridge.errors import DecodeError, TxCode, TxError
 from bridge.keys import NodeKey, verify_ed25519
+from bridge.withdrawals.eip712 import Domain
 from resolutions import MAX_BODY_BYTES
 
 VERSION = 1
@@ -26,15 +31,27 @@ MAX_TX_BYTES = 1 << 20
 MAX_VOTES_PER_TX = 2000
 ED25519_PREFIX = b"bridge-tx-v1\x00"
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-EIP712_DOMAIN = {"name": "bridge", "version": "1"}
-EIP712_TYPES = {
-    "Transaction": [
-        {"name": "chainId", "type": "string"},
-        {"name": "txType", "type": "string"},
-        {"name": "nonce", "type": "uint64"},
-        {"name": "payload", "type": "bytes"},
-    ]
-}
+# The typed data of each transaction a user (an Ethereum account) may sign.
+USER_TYPES: Mapping[str, tuple[str, list[dict[str, str]]]] = MappingProxyType(
+    {
+        "transfer": (
+            "Transfer",
+            [{"name": "to", "type": "string"}, {"name": "amount", "type": "uint256"}],
+        ),
+        "withdraw": (
+            "Withdraw",
+            [{"name": "recipient", "type": "address"}, {"name": "amount", "type": "uint256"}],
+        ),
+    }
+)
+
+
+def user_domain(chain_id: str, escrow: Domain | None = None) -> dict[str, Any]:
+    """The EIP-712 domain of a ledger's user transactions."""
+    domain: dict[str, Any] = {"name": "bridge", "version": "1"}
+    if escrow is not None:
+        domain |= {"chainId": escrow.chain_id, "verifyingContract": "0x" + escrow.escrow.hex()}
+    return domain | {"salt": keccak(text=chain_id)}
 
 
 @dataclass(frozen=True)
@@ -84,17 +101,37 @@ class Tx:
 
     # -- signing -- #
 
-    def typed_data(self) -> dict[str, Any]:
+    def typed_data(self, escrow: Domain | None = None) -> dict[str, Any]:
+        """What the user signs: the payload's fields by name, and the nonce. ``TxError`` for
+        a type users cannot sign or a payload that does not decode."""
+        if self.type not in USER_TYPES:
+            raise TxError(TxCode.INVALID_PAYLOAD, f"an Ethereum account cannot sign {self.type!r}")
+        primary, fields = USER_TYPES[self.type]
+        payload = decode_payload(self)
+        domain = user_domain(self.chain_id, escrow)
+        domain_fields = [
+            {"name": "name", "type": "string"},
+            {"name": "version", "type": "string"},
+            *([{"name": "chainId", "type": "uint256"}] if "chainId" in domain else []),
+            *([{"name": "verifyingContract", "type": "address"}] if "verifyingContract" in domain else []),
+            {"name": "salt", "type": "bytes32"},
+        ]
+        message: dict[str, Any]
+        match payload:
+            case Transfer(to=to, amount=amount):
+                message = {"to": "0x" + to.hex(), "amount": amount}
+            case Withdraw(recipient=recipient, amount=amount):
+                message = {"recipient": "0x" + recipient.hex(), "amount": amount}
+            case _:  # USER_TYPES names only the cases above
+                raise TxError(TxCode.INVALID_PAYLOAD, f"an Ethereum account cannot sign {self.type!r}")
         return {
-            "types": EIP712_TYPES,
-            "primaryType": "Transaction",
-            "domain": EIP712_DOMAIN,
-            "message": {
-                "chainId": self.chain_id,
-                "txType": self.type,
-                "nonce": self.nonce,
-                "payload": self.payload,
+            "types": {
+                "EIP712Domain": domain_fields,
+                primary: [*fields, {"name": "nonce", "type": "uint64"}],
             },
+            "primaryType": primary,
+            "domain": domain,
+            "message": message | {"nonce": self.nonce},
         }
 
     def sign_ed25519(self, key: NodeKey) -> Tx:
@@ -102,11 +139,13 @@ class Tx:
             raise ValueError("signer must be the key's public key")
         return replace(self, signature=key.sign(ED25519_PREFIX + self.unsigned()))
 
-    def sign_eth(self, private_key: bytes | str) -> Tx:
-        signed = Account.sign_message(encode_typed_data(full_message=self.typed_data()), private_key)
+    def sign_eth(self, private_key: bytes | str, escrow: Domain | None = None) -> Tx:
+        signed = Account.sign_message(encode_typed_data(full_message=self.typed_data(escrow)), private_key)
         return replace(self, signature=bytes(signed.signature))
 
-    def verify(self) -> bool:
+    def verify(self, escrow: Domain | None = None) -> bool:
+        """Whether the signature is the signer's. A user's is checked under the domain of
+        ``escrow`` (the ledger's, from its genesis)."""
         if len(self.signer) == 32:
             return verify_ed25519(self.signer, self.signature, ED25519_PREFIX + self.unsigned())
         # One encoding per signature, as Ethereum requires of transactions: s in the lower half
@@ -118,9 +157,9 @@ class Tx:
             return False
         try:
             recovered = Account.recover_message(
-                encode_typed_data(full_message=self.typed_data()), signature=self.signature
+                encode_typed_data(full_message=self.typed_data(escrow)), signature=self.signature
             )
-        except Exception:  # eth-keys raises several types for a malformed signature
+        except Exception:  # an undecodable payload, or eth-keys' errors on a malformed signature
             return False
         return bytes.fromhex(recovered[2:]) == self.signer
 
@@ -158,22 +197,92 @@ class Vote:
 
 @dataclass(frozen=True)
 class Join:
-    """A request by the signing ed25519 key to become a validator with ``power``."""
+    """A request by the signing ed25519 key to become a validator with ``power``, and to
+    sign withdrawals with the Ethereum key of ``signer``: ``proof`` is that key's
+    ``personal_sign`` of :func:`signer_claim` (so nobody registers an address it does not
+    hold). On a network without an escrow both may be empty."""
 
     TX_TYPE: ClassVar[str] = "join"
     BY_VALIDATOR: ClassVar[bool] = False
 
     power: int
+    signer: bytes = b""  # 20-byte Ethereum address, or empty
+    proof: bytes = b""  # 65-byte signature, or empty
 
     def encode(self) -> bytes:
-        return Writer().u64(self.power).finish()
+        w = Writer().u64(self.power)
+        return (w.raw(self.signer).raw(self.proof) if self.signer else w).finish()
 
     @classmethod
     def read(cls, r: Reader) -> Join:
         power = r.u64()
         if not 0 < power < 2**63:  # CometBFT's powers are int64
             raise DecodeError("join power must be positive and below 2**63")
-        return cls(power)
+        if r.at_end():
+            return cls(power)
+        return cls(power, r.fixed(20), r.fixed(65))
+
+
+def signer_claim(chain_id: str, pubkey: bytes) -> str:
+    """The text a validator's Ethereum key signs (EIP-191 ``personal_sign``) to bind itself to
+    the validator's ed25519 key on ledger ``chain_id``."""
+    return f"bridge {chain_id}: Ethereum signer of validator {pubkey.hex()}"
+
+
+def sign_claim(chain_id: str, pubkey: bytes, private_key: bytes) -> bytes:
+    """The Ethereum key's proof for a join request (:func:`signer_claim`, ``personal_sign``)."""
+    message = encode_defunct(text=signer_claim(chain_id, pubkey))
+    return bytes(Account.sign_message(message, private_key).signature)
+
+
+def claim_signer(chain_id: str, pubkey: bytes, proof: bytes) -> bytes | None:
+    """The address whose proof ``proof`` is (None if it is no signature)."""
+    try:
+        address = Account.recover_message(
+            encode_defunct(text=signer_claim(chain_id, pubkey)), signature=proof
+        )
+    except Exception:  # eth-keys raises several types for a malformed signature
+        return None
+    return bytes.fromhex(address[2:])
+
+
+@dataclass(frozen=True)
+class SignBatch:
+    """A validator's Ethereum signature of a closed withdrawal batch (docs/withdrawals.md)."""
+
+    TX_TYPE: ClassVar[str] = "sign_batch"
+    BY_VALIDATOR: ClassVar[bool] = True
+
+    batch_id: int
+    valset_nonce: int  # the validator set it signs under: the newest
+    signature: bytes  # 65 bytes
+
+    def encode(self) -> bytes:
+        return Writer().u64(self.batch_id).u64(self.valset_nonce).raw(self.signature).finish()
+
+    @classmethod
+    def read(cls, r: Reader) -> SignBatch:
+        return cls(r.u64(), r.u64(), r.fixed(65))
+
+
+@dataclass(frozen=True)
+class SignValset:
+    """A signature of validator set ``nonce`` by a member of set ``nonce - 1``: the escrow
+    moves to the new set only with these. Signed by a member of the old set, which may no
+    longer be a validator (it signs its own leaving)."""
+
+    TX_TYPE: ClassVar[str] = "sign_valset"
+    BY_VALIDATOR: ClassVar[bool] = False
+
+    nonce: int
+    signature: bytes  # 65 bytes
+
+    def encode(self) -> bytes:
+        return Writer().u64(self.nonce).raw(self.signature).finish()
+
+    @classmethod
+    def read(cls, r: Reader) -> SignValset:
+        return cls(r.u64(), r.fixed(65))
 
 
 @dataclass(frozen=True)
@@ -249,7 +358,32 @@ class Transfer:
         return cls(to, amount)
 
 
-Payload = Vote | Join | Approve | Leave | Remove | Transfer
+@dataclass(frozen=True)
+class Withdraw:
+    """Moves ledger balance of the signer back to Ethereum: paid by the escrow to
+    ``recipient`` once the withdrawal's batch is signed by 2/3 of the validators."""
+
+    TX_TYPE: ClassVar[str] = "withdraw"
+    BY_VALIDATOR: ClassVar[bool] = False
+
+    recipient: bytes  # 20-byte Ethereum address
+    amount: int
+
+    def encode(self) -> bytes:
+        return Writer().blob(self.recipient).uint(self.amount).finish()
+
+    @classmethod
+    def read(cls, r: Reader) -> Withdraw:
+        recipient = r.blob(20)
+        if len(recipient) != 20 or recipient == bytes(20):
+            raise DecodeError("withdraw recipient must be a non-zero 20-byte address")
+        amount = r.uint()
+        if amount == 0:
+            raise DecodeError("withdraw amount must be positive")
+        return cls(recipient, amount)
+
+
+Payload = Vote | Join | Approve | Leave | Remove | Transfer | Withdraw | SignBatch | SignValset
 """Every transaction payload: the closed set of transaction types, in their wire order."""
 
 PAYLOADS: Mapping[str, type[Payload]] = MappingProxyType({cls.TX_TYPE: cls for cls in get_args(Payload)})
@@ -272,7 +406,7 @@ def decode_payload(tx: Tx) -> Payload:
     return payload
 
 
-def encode_join(power: int) -> bytes:
+def encode_join(power: int, signer: bytes = b"", proof: bytes = b"") -> bytes:
     if not 0 < power <= MAX_U64:
         raise ValueError("power must be a positive 64-bit integer")
-    return Join(power).encode()
+    return Join(power, signer, proof).encode()

@@ -114,7 +114,7 @@ class Chain:
     def user_tx(self, account: LocalAccount, type_: str, payload: bytes, nonce: int | None = None) -> bytes:
         signer = address(account)
         tx = Tx(self.ledger.chain_id, type_, signer, self._nonce(signer, nonce), payload)
-        return tx.sign_eth(account.key).encode()
+        return tx.sign_eth(account.key, self.ledger.escrow).encode()
 
     def vote(self, key: NodeKey, *events: tuple[str, bytes], nonce: int | None = None) -> bytes:
         return self.tx(key, "vote", Vote(tuple(events)).encode(), nonce)

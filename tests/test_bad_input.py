@@ -28,7 +28,18 @@ from bridge.engines.abci.codec import decode_request, encode_request
 from bridge.errors import TxCode, TxError
 from bridge.keys import NodeKey, account_id
 from bridge.node import Node
-from bridge.txs import MAX_TX_BYTES, TX_TYPES, Transfer, Tx, Vote, decode_payload, encode_join
+from bridge.txs import (
+    MAX_TX_BYTES,
+    TX_TYPES,
+    SignBatch,
+    SignValset,
+    Transfer,
+    Tx,
+    Vote,
+    Withdraw,
+    decode_payload,
+    encode_join,
+)
 from resolutions.oracle_value import ORACLE_VALUE, OracleReading
 from tests.test_abci_codec import messages
 
@@ -78,6 +89,20 @@ def valid_txs() -> st.SearchStrategy[Tx]:
         "leave": st.just(b""),
         "transfer": st.integers(1, 10**30).map(
             lambda a: Transfer(bytes.fromhex(OTHER.address[2:]), a).encode()
+        ),
+        "withdraw": st.integers(1, 10**30).map(
+            lambda a: Withdraw(bytes.fromhex(OTHER.address[2:]), a).encode()
+        ),
+        "sign_batch": st.builds(
+            lambda b, n, sig: SignBatch(b, n, sig).encode(),
+            st.integers(0, 2**64 - 1),
+            st.integers(0, 2**64 - 1),
+            st.binary(min_size=65, max_size=65),
+        ),
+        "sign_valset": st.builds(
+            lambda n, sig: SignValset(n, sig).encode(),
+            st.integers(0, 2**64 - 1),
+            st.binary(min_size=65, max_size=65),
         ),
     }
     return st.sampled_from(TX_TYPES).flatmap(

@@ -294,7 +294,11 @@ async def test_check_tx_rejections_leave_state_unchanged(chain: Chain) -> None:
         "malformed": (b"\x01garbage", TxCode.MALFORMED),
         "bad payload": (chain.tx(KEYS[1], "join", b"\x00"), TxCode.INVALID_PAYLOAD),
         "validator joins": (chain.join(KEYS[1], 5), TxCode.INVALID_PAYLOAD),
-        "user removes": (chain.user_tx(user, "remove", KEYS[1].public), TxCode.NOT_VALIDATOR),
+        # A user signs only transfers and withdrawals: no typed data exists for anything else.
+        "user removes": (
+            Tx(CHAIN_ID, "remove", address(user), 0, KEYS[1].public, bytes(64) + b"\x1b").encode(),
+            TxCode.BAD_SIGNATURE,
+        ),
     }
     for name, (raw, code) in cases.items():
         result = await chain.ledger.check_tx(raw)

@@ -409,10 +409,11 @@ async def test_genesis_expiration_override_and_query_shapes(tmp_path: Path) -> N
 def test_typed_data_names_its_primary_type_for_wallets() -> None:
     # eth_account infers the primary type when the key is missing (the hash is the same);
     # a wallet's eth_signTypedData_v4 does not.
-    from bridge.txs import Tx
+    from bridge.txs import Transfer, Tx
 
-    data = Tx("c", "transfer", b"\x01" * 20, 3, b"xy").typed_data()
-    assert data["primaryType"] == "Transaction" and "Transaction" in data["types"]
+    data = Tx("c", "transfer", b"\x01" * 20, 3, Transfer(b"\x02" * 20, 5).encode()).typed_data()
+    assert data["primaryType"] == "Transfer" and "Transfer" in data["types"]
+    assert data["message"] == {"to": "0x" + "02" * 20, "amount": 5, "nonce": 3}
 
 
 def test_tx_limits_are_inclusive() -> None:

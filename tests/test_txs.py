@@ -183,7 +183,17 @@ def test_payload_roundtrip(type_: str, payload: bytes, expected: Payload) -> Non
 def test_the_type_list_is_written_once() -> None:
     """TX_TYPES is the wire names of the payload classes; a name no class has is refused
     as an unknown type, not read as some other payload."""
-    assert TX_TYPES == ("vote", "join", "approve", "leave", "remove", "transfer")
+    assert TX_TYPES == (
+        "vote",
+        "join",
+        "approve",
+        "leave",
+        "remove",
+        "transfer",
+        "withdraw",
+        "sign_batch",
+        "sign_valset",
+    )
     assert all(PAYLOADS[name].TX_TYPE == name for name in TX_TYPES)
     with pytest.raises(TxError) as info:
         decode_payload(Tx("c", "mint", KEY.public, 0, b""))
@@ -270,7 +280,8 @@ def test_eip712_signature_verifies_and_tampering_fails() -> None:
 
 def test_eip712_signature_from_other_account_fails() -> None:
     signer = bytes.fromhex(Account.create().address[2:])
-    tx = Tx("bridge-test", "transfer", signer, 0, b"").sign_eth(Account.create().key)
+    payload = Transfer(b"\x01" * 20, 10).encode()
+    tx = Tx("bridge-test", "transfer", signer, 0, payload).sign_eth(Account.create().key)
     assert not tx.verify()
 
 

@@ -28,7 +28,24 @@ from bridge.ledger.queries import Queries
 from bridge.ledger.state import ResolutionRow, State, block_hash
 from bridge.ledger.threshold import passes
 from bridge.ledger.types import Block, BlockResult, Genesis, Outcome, TxResult
-from bridge.txs import Approve, Join, Leave, Payload, Remove, Transfer, Tx, Vote, decode_payload
+from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
+from bridge.ledger.withdrawals import Withdrawals
+from bridge.txs import (
+    Approve,
+    Join,
+    Leave,
+    Payload,
+    Remove,
+    SignBatch,
+    SignValset,
+    Transfer,
+    Tx,
+    Vote,
+    Withdraw,
+    claim_signer,
+    decode_payload,
+)
+from bridge.withdrawals.eip712 import Domain
 from resolutions import (
     BlockContext,
     Resolution,
@@ -156,6 +173,7 @@ class Ledger(Queries):
         self.validators: dict[bytes, int] = {}  # committed set
         self.time_ns = 0  # time of the last committed block
         self.expiration_periods: dict[str, int] = {}  # the genesis' overrides
+        self.escrow: Domain | None = None  # the genesis' escrow: withdrawals are on
         self._pending: tuple[int, bytes, int] | None = None
 
     @classmethod
@@ -181,6 +199,8 @@ class Ledger(Queries):
         self.join_bond = int.from_bytes((await s.get_meta("join_bond")) or b"", "big")
         self.time_ns = int.from_bytes((await s.get_meta("time_ns")) or b"", "big")
         self.expiration_periods = json.loads((await s.get_meta("expiration_periods")) or b"{}")
+        if escrow := await s.get_meta("escrow"):
+            self.escrow = Domain(int.from_bytes(escrow[20:], "big"), escrow[:20])
         self.validators = await s.validators()
 
     # -- ABCI: info and genesis -- #
@@ -205,6 +225,13 @@ class Ledger(Queries):
             params.text(event_type).u64(blocks)
         if genesis.join_bond:  # last and only when set: the genesis hashes of free joins stay
             params.uint(genesis.join_bond)
+        if genesis.escrow:  # the same: only a network with the way back hashes these
+            params.raw(genesis.escrow.escrow).uint(genesis.escrow.chain_id)
+            await s.set_meta("escrow", genesis.escrow.escrow + genesis.escrow.chain_id.to_bytes(32, "big"))
+        withdrawals = Withdrawals(LedgerApp(s, WITHDRAWALS, 0), genesis.escrow)
+        for pubkey, address in genesis.signers:
+            await withdrawals.register_signer(pubkey, address)
+        await withdrawals.end_block(0, dict(genesis.validators))  # validator set 0: the escrow's first
         app_hash = block_hash(params.finish(), 0, s.log)
         await s.set_meta("expiration_periods", json.dumps(dict(genesis.expiration_periods)).encode())
         await s.set_meta("chain_id", genesis.chain_id.encode())
@@ -225,9 +252,10 @@ class Ledger(Queries):
             raise TxError(
                 TxCode.WRONG_CHAIN, f"transaction is for chain {tx.chain_id!r}, not {self.chain_id!r}"
             )
-        if not tx.verify():
+        payload = decode_payload(tx)  # first: a user's signature is over the decoded fields
+        if not tx.verify(self.escrow):
             raise TxError(TxCode.BAD_SIGNATURE, "signature does not match the signer")
-        return tx, decode_payload(tx)
+        return tx, payload
 
     async def check_tx(self, raw: bytes) -> TxResult:
         """Validate against committed state. Nonces up to MAX_NONCE_AHEAD above the next one
@@ -248,7 +276,11 @@ class Ledger(Queries):
             match payload:
                 case Vote():
                     self._check_types(payload, registered_resolutions(self.height + 1))
-                case Transfer(amount=amount):
+                case Transfer(amount=amount) | Withdraw(amount=amount):
+                    if isinstance(payload, Withdraw) and self.escrow is None:
+                        raise TxError(
+                            TxCode.INVALID_PAYLOAD, "this network has no escrow: withdrawals are off"
+                        )
                     balance = await self.view.balance(account_id(tx.signer))
                     if balance < amount:
                         raise TxError(
@@ -266,7 +298,7 @@ class Ledger(Queries):
                             f"a join request locks a bond of {self.join_bond};"
                             f" the key's account holds {balance}",
                         )
-                case Approve() | Remove() | Leave():
+                case Approve() | Remove() | Leave() | SignBatch() | SignValset():
                     pass  # checked against the state they meet when they execute
                 case _:
                     assert_never(payload)
@@ -409,10 +441,20 @@ class Ledger(Queries):
                 except ValueError as exc:
                     raise TxError(TxCode.INSUFFICIENT_BALANCE, str(exc)) from None
                 await app.credit(account_id(to), amount)
-            case Join(power=power):
+            case Join(power=power, signer=signer, proof=proof):
                 if len(tx.signer) != 32 or tx.signer in validators:
                     raise TxError(
                         TxCode.INVALID_PAYLOAD, "join needs an ed25519 key that is not a validator yet"
+                    )
+                if signer:
+                    if claim_signer(self.chain_id, tx.signer, proof) != signer:
+                        raise TxError(
+                            TxCode.BAD_SIGNATURE, "the signer's proof is not its signature of the claim"
+                        )
+                    await self._withdrawals(ctx).register_signer(tx.signer, signer)
+                elif self.escrow is not None:
+                    raise TxError(
+                        TxCode.INVALID_PAYLOAD, "join needs an Ethereum signing address on this network"
                     )
                 body = governance.join_body(tx.signer, power, tx.nonce)
                 rid = await self._create(governance.JOIN, body, tx.signer, run)
@@ -436,12 +478,21 @@ class Ledger(Queries):
                 if since is None:
                     raise TxError(TxCode.INVALID_PAYLOAD, "the key to remove is not a validator")
                 await self._vote(tx.signer, [(governance.REMOVE, governance.remove_body(pubkey, since))], run)
+            case Withdraw(recipient=recipient, amount=amount):
+                await self._withdrawals(ctx).withdraw(account_id(tx.signer), recipient, amount, ctx.height)
+            case SignBatch(batch_id=batch_id, valset_nonce=nonce, signature=signature):
+                await self._withdrawals(ctx).sign_batch(tx.signer, batch_id, nonce, signature)
+            case SignValset(nonce=nonce, signature=signature):
+                await self._withdrawals(ctx).sign_valset(tx.signer, nonce, signature)
             case Leave():
                 if set(validators) == {tx.signer}:
                     raise TxError(TxCode.INVALID_PAYLOAD, "the last validator cannot leave")
                 await LedgerApp(s, "", ctx.height).set_validator_power(tx.signer, 0)
             case _:
                 assert_never(payload)
+
+    def _withdrawals(self, ctx: BlockContext) -> Withdrawals:
+        return Withdrawals(LedgerApp(self.state, WITHDRAWALS, ctx.height), self.escrow)
 
     async def _create(self, event_type: str, body: bytes, proposer: bytes, run: _BlockRun) -> bytes:
         rid = event_id(event_type, body)
@@ -553,6 +604,7 @@ class Ledger(Queries):
         for name, config in registry.items():
             if config.keep_processed is not None and ctx.height > config.keep_processed:
                 await s.prune_processed(name, ctx.height - config.keep_processed)
+        await self._withdrawals(ctx).end_block(ctx.height, await s.validators())
         return tuple(outcomes)
 
     async def _refund(self, voters: tuple[bytes, ...] | list[bytes]) -> None:

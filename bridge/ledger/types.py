@@ -11,10 +11,21 @@ from typing import Any
 from bridge.errors import ConfigError, TxCode
 from bridge.hints import command
 from bridge.keys import parse_account
+from bridge.withdrawals.eip712 import Domain
 
 # The join bond `bridge init` and `bridge devnet` write: one token of 18 decimals. A join
 # request locks it until approved or expired (0 in a genesis: joins cost nothing).
 DEFAULT_JOIN_BOND = 10**18
+
+
+def _address(value: Any) -> bytes:
+    """A non-zero 20-byte Ethereum address from 0x-prefixed hex."""
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise ValueError(f"{value!r} is not an Ethereum address (0x and 40 hex digits)")
+    address = bytes.fromhex(value[2:])
+    if address == bytes(20):
+        raise ValueError("the zero address")
+    return address
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,11 @@ class Genesis:
     # Locked from a candidate's account by its join request until the request is approved or
     # expires: a flood of join requests costs capital (0: joins are free to ask for).
     join_bond: int = 0
+    # The escrow that pays withdrawals (None: a network without the way back), and each
+    # genesis validator's Ethereum signing address (ed25519 pubkey, 20 bytes), which it
+    # signs withdrawal batches with. With an escrow, every validator has one.
+    escrow: Domain | None = None
+    signers: tuple[tuple[bytes, bytes], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,9 +53,18 @@ class Genesis:
             "vote_fee": str(self.vote_fee),
             "expiration_periods": dict(self.expiration_periods),
             "join_bond": str(self.join_bond),
-            "validators": [{"pubkey": k.hex(), "power": p} for k, p in self.validators],
+            "validators": [
+                {"pubkey": k.hex(), "power": p}
+                | ({"eth_signer": "0x" + signers[k].hex()} if k in signers else {})
+                for k, p in self.validators
+                for signers in [dict(self.signers)]
+            ],
             "accounts": [{"id": a, "balance": str(b)} for a, b in self.accounts],
-        }
+        } | (
+            {"escrow": {"chain_id": self.escrow.chain_id, "address": "0x" + self.escrow.escrow.hex()}}
+            if self.escrow
+            else {}
+        )
 
     @classmethod
     def from_json(cls, data: Any, source: str = "genesis") -> Genesis:
@@ -76,9 +101,29 @@ class Genesis:
             periods = tuple(sorted((str(t), int(n)) for t, n in data.get("expiration_periods", {}).items()))
             if any(n < 1 for _, n in periods):
                 raise ValueError("each period is a positive number of blocks")
+            key = "escrow"
+            escrow = None
+            if "escrow" in data:
+                address = _address(data["escrow"]["address"])
+                eth_chain_id = data["escrow"]["chain_id"]
+                if not isinstance(eth_chain_id, int) or isinstance(eth_chain_id, bool) or eth_chain_id <= 0:
+                    raise ValueError("chain_id must be a positive integer")
+                escrow = Domain(eth_chain_id, address)
+            key = "eth_signer"
+            signers = tuple(
+                sorted(
+                    (bytes.fromhex(v["pubkey"]), _address(v["eth_signer"]))
+                    for v in data["validators"]
+                    if "eth_signer" in v
+                )
+            )
+            if len({a for _, a in signers}) != len(signers):
+                raise ValueError("two validators share an Ethereum signing address")
+            if escrow is not None and len(signers) != len(validators):
+                raise ValueError("with an escrow, every validator needs its Ethereum signing address")
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"{source}: invalid {key!r}: {exc}") from None
-        return cls(chain_id, validators, accounts, time_ns, vote_fee, periods, join_bond)
+        return cls(chain_id, validators, accounts, time_ns, vote_fee, periods, join_bond, escrow, signers)
 
     @classmethod
     def load(cls, path: Path) -> Genesis:
