@@ -63,7 +63,9 @@ async def test_a_withdrawal_is_signed_by_the_validator_and_served_for_its_claim(
         assert verify([bytes.fromhex(p[2:]) for p in status["proof"]], root, leaf)  # type: ignore[attr-defined]
         valset = status["valset"]
         assert valset == {"nonce": 0, "signers": ["0x" + signer.hex()], "powers": ["10"]}
-        (signature,) = status["signatures"]  # type: ignore[misc]
+        signatures = status["signatures"]
+        assert isinstance(signatures, list) and len(signatures) == 1
+        signature = str(signatures[0])
         digest = eip712.batch_digest(ESCROW, 0, root, 300, 0)
         assert eip712.recover(digest, bytes.fromhex(signature[2:])) == signer
 
