@@ -139,6 +139,14 @@ class Tx:
             raise ValueError("signer must be the key's public key")
         return replace(self, signature=key.sign(ED25519_PREFIX + self.unsigned()))
 
+    def typed_data_json(self, escrow: Domain | None = None) -> dict[str, Any]:
+        """:meth:`typed_data` as JSON for a wallet's ``eth_signTypedData_v4`` (or ``cast wallet
+        sign --data``): bytes as 0x-hex, integers as decimal strings (uint256 exceeds JSON's)."""
+        data = self.typed_data(escrow)
+        data["domain"] = {k: "0x" + v.hex() if isinstance(v, bytes) else v for k, v in data["domain"].items()}
+        data["message"] = {k: str(v) if isinstance(v, int) else v for k, v in data["message"].items()}
+        return data
+
     def sign_eth(self, private_key: bytes | str, escrow: Domain | None = None) -> Tx:
         signed = Account.sign_message(encode_typed_data(full_message=self.typed_data(escrow)), private_key)
         return replace(self, signature=bytes(signed.signature))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
 from dataclasses import FrozenInstanceError, replace
+from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -377,3 +380,41 @@ def test_random_payloads_only_raise_tx_error_and_roundtrip(type_: str, payload: 
         return
     assert type(value).TX_TYPE == type_
     assert value.encode() == payload
+
+
+def test_a_wallet_signature_from_foundry_cast_is_accepted(tmp_path: Path) -> None:
+    """An independent signer (Foundry's `cast wallet sign --data`) over the typed-data JSON
+    the node serves gives the signature the node accepts: the format is standard EIP-712."""
+    from bridge.txs import Withdraw
+    from bridge.withdrawals.eip712 import Domain
+
+    cast = Path(__file__).resolve().parents[1] / "node_modules" / ".bin" / "cast"
+    user = Account.from_key(b"\x61" * 32)
+    escrow = Domain(31337, bytes.fromhex("ee" * 20))
+    signer = bytes.fromhex(user.address[2:])
+    for tx in (
+        Tx("bridge-test", "withdraw", signer, 3, Withdraw(b"\xab" * 20, 300).encode()),
+        Tx("bridge-test", "transfer", signer, 4, Transfer(b"\xab" * 32, 10**30).encode()),
+    ):
+        path = tmp_path / f"{tx.type}.json"
+        path.write_text(json.dumps(tx.typed_data_json(escrow)))
+        done = subprocess.run(
+            [
+                str(cast),
+                "wallet",
+                "sign",
+                "--data",
+                "--from-file",
+                str(path),
+                "--private-key",
+                "0x" + "61" * 32,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        signed = replace(tx, signature=bytes.fromhex(done.stdout.strip()[2:]))
+        assert signed.verify(escrow)
+        assert not signed.verify(None) and not signed.verify(replace(escrow, chain_id=1))
+        assert signed.signature == tx.sign_eth(user.key, escrow).signature
