@@ -149,6 +149,10 @@ async def status(request: web.Request) -> web.Response:
             },
             "events": await node.store.counts(),
             "mempool": node.engine.mempool_size,
+            # What users' transactions are signed under (bridge.txs.user_domain).
+            "escrow": None
+            if ledger.escrow is None
+            else {"chain_id": ledger.escrow.chain_id, "address": "0x" + ledger.escrow.escrow.hex()},
         }
     )
 
@@ -211,6 +215,19 @@ async def kv(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 100, 1, 1000)
     items = await request.app[NODE].ledger.kv_items(request.match_info["namespace"], limit)
     return web.json_response({"entries": [{"key": _text(k), "value": _text(v)} for k, v in items]})
+
+
+@routes.get("/v1/accounts/{address}/withdrawals")
+async def account_withdrawals(request: web.Request) -> web.Response:
+    """The ids of an account's withdrawals, oldest first (up to ``limit``)."""
+    try:
+        address = parse_account(request.match_info["address"])
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    prefix = b"by:" + address.encode() + b":"
+    found = await request.app[NODE].ledger.kv_prefix(WITHDRAWALS, prefix, limit)
+    return web.json_response({"withdrawals": [int.from_bytes(k[-8:], "big") for k, _ in found]})
 
 
 @routes.get("/v1/withdrawals/{id}")

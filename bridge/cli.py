@@ -23,6 +23,7 @@ from bridge.keys import NodeKey
 from bridge.ledger import Genesis, governance
 from bridge.ledger.types import DEFAULT_JOIN_BOND
 from bridge.txs import Tx, encode_join
+from bridge.withdrawals.commands import add_commands as add_user_commands
 from bridge.withdrawals.signer import SIGNER_FILE, create_key
 from listeners import ConfigError, registered_commands
 from listeners.ethereum import ANVIL_KEY
@@ -359,6 +360,8 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--if-missing", action="store_true", help="do nothing if the homes exist")
             cmd.add_argument("--compose", type=Path, help="also write the compose file here")
         cmd.set_defaults(fn=cmd_devnet)
+
+    add_user_commands(sub)  # transfer, withdraw, withdrawal-status, claim
 
     conf = sub.add_parser("config", help="the configuration reference")
     conf_sub = conf.add_subparsers(dest="config_command", required=True)

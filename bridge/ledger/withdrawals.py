@@ -7,7 +7,8 @@ that name), so it is in the app hash like any other state. Integers are big-endi
 
 - ``signer:<pubkey>`` -> a validator's Ethereum signing address; ``address:<address>`` -> pubkey
 - ``next_id``, ``next_batch``: counters; ``open``: the batch taking withdrawals, if any
-- ``w:<id>`` -> batch id | recipient | amount | account (the debited one)
+- ``w:<id>`` -> batch id | recipient | amount | account (the debited one); ``by:<account>:<id>``
+  indexes them by account
 - ``b:<batch>`` -> opened at | withdrawals (id, recipient, amount)...; ``closed:<batch>`` ->
   root | total | closed at
 - ``valset``: the newest set's nonce; ``vs:<nonce>`` -> its (address, power) pairs, sorted
@@ -147,6 +148,7 @@ class Withdrawals:
         await self.app.set(b"b:" + _u64(batch_id), raw + _u64(wid) + recipient + amount.to_bytes(32, "big"))
         record = Writer().u64(batch_id).raw(recipient).uint(amount).text(account).finish()
         await self.app.set(b"w:" + _u64(wid), record)
+        await self.app.set(b"by:" + account.encode() + b":" + _u64(wid), b"")
         return wid
 
     async def next_batch(self) -> int:
