@@ -56,7 +56,11 @@ contract BridgeEscrowInvariantTest is Test {
 
     function setUp() public {
         token = new FeeToken("Fee Token", "FEE", 100);
-        escrow = new BridgeEscrow(token);
+        address[] memory signers = new address[](1);
+        signers[0] = makeAddr("validator");
+        uint256[] memory powers = new uint256[](1);
+        powers[0] = 1;
+        escrow = new BridgeEscrow(token, signers, powers);
         handler = new EscrowHandler(escrow, token);
         targetContract(address(handler));
     }

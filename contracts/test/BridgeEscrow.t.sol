@@ -40,9 +40,18 @@ contract BridgeEscrowTest is Test {
 
     function setUp() public {
         token = new TestToken("Bridge Test Token", "BTT");
-        escrow = new BridgeEscrow(token);
+        escrow = _escrow(token);
         feeToken = new FeeToken("Fee Token", "FEE", 100);
-        feeEscrow = new BridgeEscrow(feeToken);
+        feeEscrow = _escrow(feeToken);
+    }
+
+    /// An escrow of `t` with a one-validator set (the deposit side does not use it).
+    function _escrow(IERC20 t) internal returns (BridgeEscrow) {
+        address[] memory signers = new address[](1);
+        signers[0] = makeAddr("validator");
+        uint256[] memory powers = new uint256[](1);
+        powers[0] = 1;
+        return new BridgeEscrow(t, signers, powers);
     }
 
     function _fund(TestToken t, address who, address spender, uint256 amount) internal {
@@ -66,7 +75,7 @@ contract BridgeEscrowTest is Test {
 
     function test_RevertWhen_ConstructedWithZeroToken() public {
         vm.expectRevert(BridgeEscrow.ZeroToken.selector);
-        new BridgeEscrow(IERC20(address(0)));
+        _escrow(IERC20(address(0)));
     }
 
     // --- deposits -------------------------------------------------------------------------
@@ -155,7 +164,7 @@ contract BridgeEscrowTest is Test {
 
     function test_RevertWhen_NothingReceived() public {
         FeeToken allFee = new FeeToken("All Fee", "ALL", 10_000);
-        BridgeEscrow allFeeEscrow = new BridgeEscrow(allFee);
+        BridgeEscrow allFeeEscrow = _escrow(allFee);
         allFee.mint(alice, 10);
         vm.prank(alice);
         allFee.approve(address(allFeeEscrow), 10);
@@ -190,7 +199,7 @@ contract BridgeEscrowTest is Test {
 
     function test_RevertWhen_Reentered() public {
         ReentrantToken evil = new ReentrantToken();
-        BridgeEscrow evilEscrow = new BridgeEscrow(evil);
+        BridgeEscrow evilEscrow = _escrow(evil);
         evil.setEscrow(evilEscrow);
         _fund(evil, alice, address(evilEscrow), 10);
 
@@ -255,7 +264,7 @@ contract BridgeEscrowTest is Test {
         amount = bound(amount, 1, type(uint128).max);
         feeBps = uint16(bound(feeBps, 0, 9_999));
         FeeToken t = new FeeToken("Fee", "FEE", feeBps);
-        BridgeEscrow e = new BridgeEscrow(t);
+        BridgeEscrow e = _escrow(t);
         t.mint(alice, amount);
         vm.prank(alice);
         t.approve(address(e), amount);

@@ -3,6 +3,7 @@ deposits, the listener's table for a deployment, and ``bridge devnet``'s setup s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from web3.logs import DISCARD
@@ -14,13 +15,20 @@ ETH_DEPOSITS = "eth_deposits"  # the listener's name (and its config table's)
 DEVNET_CONFIRMATIONS = 2
 
 
-async def deploy_bridge(chain: Chain, token: str | None = None) -> dict[str, Any]:
+async def deploy_bridge(
+    chain: Chain, token: str | None = None, signers: Sequence[tuple[str, int]] | None = None
+) -> dict[str, Any]:
     """Deploy a TestToken (unless ``token`` is given: then 10**24 are minted to the deployer)
-    and a BridgeEscrow for it."""
+    and a BridgeEscrow for it, whose first validator set is ``signers`` ((address, power);
+    default: the deployer alone, for a network that only deposits)."""
     if token is None:
         token, _ = await chain.deploy("TestToken", "Bridge Test Token", "BTT")
         await chain.call(chain.contract("TestToken", token).functions.mint(chain.account.address, 10**24))
-    escrow, block = await chain.deploy("BridgeEscrow", chain.w3.to_checksum_address(token))
+    members = sorted((int(a, 16), p) for a, p in (signers or [(chain.account.address, 1)]))
+    addresses = [chain.w3.to_checksum_address(a.to_bytes(20, "big")) for a, _ in members]
+    escrow, block = await chain.deploy(
+        "BridgeEscrow", chain.w3.to_checksum_address(token), addresses, [p for _, p in members]
+    )
     return {
         "chain_id": await chain.w3.eth.chain_id,
         "token": token,
