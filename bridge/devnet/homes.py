@@ -11,9 +11,12 @@ import json
 import random
 import socket
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from eth_account import Account
 
 from bridge.config import CONFIG_FILE, DATA_DIR, GENESIS_FILE, KEY_FILE
 from bridge.engines.cometbft import address
@@ -21,6 +24,8 @@ from bridge.errors import BridgeError
 from bridge.keys import NodeKey, account_id
 from bridge.ledger import Genesis
 from bridge.ledger.types import DEFAULT_JOIN_BOND
+from bridge.withdrawals.eip712 import Domain
+from bridge.withdrawals.signer import SIGNER_FILE
 
 POWER = 10
 # Fast consensus for one machine; create_empty_blocks keeps blocks (and expiry) moving.
@@ -244,6 +249,8 @@ def write_devnet(
     expiration_periods: dict[str, int] | None = None,
     docker: bool = False,
     join_bond: int = DEFAULT_JOIN_BOND,
+    escrow: Domain | None = None,
+    signer_keys: Sequence[bytes] = (),
 ) -> list[Path]:
     """Write ``validators`` validator homes and ``observers`` non-validator homes (which can
     ask to join later: each observer's account holds one ``join_bond`` at genesis) into
@@ -253,7 +260,14 @@ def write_devnet(
     ``docker`` writes the same homes for a compose network: node ``i`` is the service
     ``node<i>`` (see :func:`service`), its API listens on 0.0.0.0, CometBFT's RPC on the
     service's own name and its p2p on 0.0.0.0, and peers are reached by service name.
-    Ports stay per node, as on 127.0.0.1."""
+    Ports stay per node, as on 127.0.0.1.
+
+    ``escrow`` turns withdrawals on: validator ``i`` signs them with ``signer_keys[i]``
+    (written to its home), and the escrow must have been deployed with those signers, sorted
+    by address, each with the validators' power (:data:`POWER`)."""
+    if escrow is not None and len(signer_keys) != validators:
+        raise ValueError("with an escrow, each validator needs its Ethereum signing key")
+    signers = [bytes.fromhex(Account.from_key(k).address[2:]) for k in signer_keys]
     total = validators + observers
     keys = [NodeKey.generate() for _ in range(total)]
     p2p_keys = [NodeKey.generate() for _ in range(total)]
@@ -267,6 +281,8 @@ def write_devnet(
         expiration_periods=tuple(sorted((expiration_periods or {}).items())),
         accounts=tuple(sorted((account_id(k.public), join_bond) for k in keys[validators:] if join_bond)),
         join_bond=join_bond,
+        escrow=escrow,
+        signers=tuple(sorted((k.public, a) for k, a in zip(keys, signers, strict=False))),
     )
     comet = comet_genesis(chain_id, members, time)
     homes = []
@@ -282,6 +298,9 @@ def write_devnet(
             ("0.0.0.0", service(i), "0.0.0.0") if docker else ("127.0.0.1", "127.0.0.1", "127.0.0.1")
         )
         write_node_home(home, keys[i], ledger_genesis, ports[i], tables, api_host=api_host, rpc_host=rpc_host)
+        if i < len(signer_keys):
+            (home / SIGNER_FILE).write_text("0x" + signer_keys[i].hex() + "\n")
+            (home / SIGNER_FILE).chmod(0o600)
         write_comet_home(
             home / "cometbft",
             keys[i],
