@@ -245,6 +245,46 @@ async def withdrawal(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+@routes.get("/v1/txs/{hash}")
+async def tx_result(request: web.Request) -> web.Response:
+    """A transaction's result, once it is in a block (404 before, or once it is old: this
+    node keeps the latest ones)."""
+    text = request.match_info["hash"].removeprefix("0x")
+    try:
+        tx_hash = bytes.fromhex(text)
+    except ValueError:
+        tx_hash = b""
+    if len(tx_hash) != 32:
+        raise _bad("hash: a transaction hash is 32 bytes of hex")
+    found = request.app[NODE].tx_results.get(tx_hash)
+    if found is None:
+        return _error(404, "not in a block this node has seen lately")
+    height, result = found
+    return web.json_response(
+        {"hash": tx_hash.hex(), "height": height, "code": int(result.code), "log": result.log}
+    )
+
+
+@routes.get("/v1/valsets/{nonce}")
+async def valset(request: web.Request) -> web.Response:
+    """A validator set of the escrow (``latest``: the newest), with the previous set's
+    signatures of it: what ``updateValidatorSet`` takes."""
+    ledger = request.app[NODE].ledger
+    state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, ledger.height), ledger.escrow)
+    text = request.match_info["nonce"]
+    if text == "latest":
+        newest = await state.valset()
+        nonce = -1 if newest is None else newest.nonce
+    elif text.isdigit() and len(text) <= 20:
+        nonce = int(text)
+    else:
+        raise _bad("nonce: a validator-set nonce is a non-negative integer, or latest")
+    found = None if nonce < 0 else await state.valset_status(nonce)
+    if found is None:
+        return _error(404, f"no validator set {text}")
+    return web.json_response(found)
+
+
 @routes.post("/v1/tx")
 async def submit(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > 2 * MAX_TX_BYTES + 64:

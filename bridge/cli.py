@@ -13,18 +13,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+from eth_account import Account
 
 from bridge import hints
-from bridge.config import CONFIG_FILE, CONFIG_TEMPLATE, DATA_DIR, GENESIS_FILE, KEY_FILE
+from bridge.config import CONFIG_FILE, CONFIG_TEMPLATE, DATA_DIR, GENESIS_FILE, KEY_FILE, load_config
 from bridge.encoding import event_id
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, TxCode
 from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
 from bridge.ledger import Genesis, governance
 from bridge.ledger.types import DEFAULT_JOIN_BOND
-from bridge.txs import Tx, encode_join
+from bridge.txs import Tx, encode_join, sign_claim
 from bridge.withdrawals.commands import add_commands as add_user_commands
-from bridge.withdrawals.signer import SIGNER_FILE, create_key
+from bridge.withdrawals.signer import SIGNER_FILE, create_key, load_key
 from listeners import ConfigError, registered_commands
 from listeners.ethereum import ANVIL_KEY
 
@@ -153,12 +154,50 @@ async def _post_tx(node: str, raw: bytes) -> Any:
         raise CliError(f"cannot reach the node at {node}: {exc}") from None
 
 
+async def _wait_for_result(node: str, tx: Tx, tx_hash: str, timeout: float = 60.0) -> Any:
+    """The transaction's result once it is in a block (``GET /v1/txs/{hash}``); code
+    ``BAD_NONCE`` if another transaction took its nonce (the mempool then drops it)."""
+    url = f"{node.rstrip('/')}/v1/txs/{tx_hash}"
+    account = f"{node.rstrip('/')}/v1/accounts/0x{tx.signer.hex()}"
+    lost = False
+    try:
+        async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+            while True:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return await response.json()
+                if lost:  # the nonce was used, and still no result one poll later
+                    return {"code": TxCode.BAD_NONCE, "height": None, "log": "its nonce was taken"}
+                async with session.get(account) as response:
+                    lost = response.status == 200 and (await response.json())["nonce"] > tx.nonce
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        raise CliError(f"transaction {tx_hash} was not in a block after {timeout:.0f}s") from None
+    except aiohttp.ClientError as exc:
+        raise CliError(f"cannot reach the node at {node}: {exc}") from None
+
+
 def _send_governance(args: argparse.Namespace, tx_type: str, payload: bytes) -> int:
     key = NodeKey.load(args.home / KEY_FILE)
     status = asyncio.run(_get(f"{args.node.rstrip('/')}/v1/status"))
     account = asyncio.run(_get(f"{args.node.rstrip('/')}/v1/accounts/0x{key.public.hex()}"))
-    tx = Tx(status["chain_id"], tx_type, key.public, account["nonce"], payload).sign_ed25519(key)
-    result = asyncio.run(_post_tx(args.node, tx.encode()))
+    if tx_type == "join":  # with the home's Ethereum signing key and its proof, if it has one
+        settings = load_config(args.home).signer
+        eth_key = load_key(args.home, settings.key_file, settings.keystore, settings.password_file)
+        if eth_key is not None:
+            signer = bytes.fromhex(Account.from_key(eth_key).address[2:])
+            payload = encode_join(args.power, signer, sign_claim(status["chain_id"], key.public, eth_key))
+    # The node's own broadcaster signs with this key too (votes, withdrawal signatures): a
+    # transaction that lost its nonce to one of those is signed again with the next.
+    for _ in range(10):
+        tx = Tx(status["chain_id"], tx_type, key.public, account["nonce"], payload).sign_ed25519(key)
+        result = asyncio.run(_post_tx(args.node, tx.encode()))
+        landed = asyncio.run(_wait_for_result(args.node, tx, result["hash"]))
+        if landed["code"] != TxCode.BAD_NONCE:
+            break
+        account = asyncio.run(_get(f"{args.node.rstrip('/')}/v1/accounts/0x{key.public.hex()}"))
+    if landed["code"] != TxCode.OK:
+        raise CliError(f"{tx_type} failed in block {landed['height']}: {landed['log']}")
     out = {"tx_hash": result["hash"], "signer": key.public.hex()}
     if tx_type == "join":
         out["request_id"] = event_id(

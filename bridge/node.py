@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +37,7 @@ from listeners import ListenerStatus, Service, registered_listeners
 
 log = logging.getLogger("bridge.node")
 
+RECENT_TX_RESULTS = 100_000
 BUNDLED_COMETBFT = Path(__file__).resolve().parents[1] / ".tools" / "bin" / "cometbft"
 
 # A full disk is the operator's to fix, not a bug: one line that says where and what to do,
@@ -71,6 +73,9 @@ class Node:
         # One status per listener for the node's lifetime, so counters survive restarts.
         self.listener_status: dict[str, ListenerStatus] = {}
         self._committed = asyncio.Event()
+        # The results of the latest transactions in blocks (by sha256 of the raw bytes), for
+        # `GET /v1/txs/{hash}`: local to this node, and only the most recent ones.
+        self.tx_results: OrderedDict[bytes, tuple[int, TxResult]] = OrderedDict()
 
     @classmethod
     def from_home(cls, home: Path) -> Node:
@@ -122,6 +127,10 @@ class Node:
         return self.key.public in self.ledger.validators
 
     async def _after_commit(self, result: BlockResult) -> None:
+        for tx_hash, tx_result in zip(result.tx_hashes, result.tx_results, strict=True):
+            self.tx_results[tx_hash] = (self.ledger.height, tx_result)
+        while len(self.tx_results) > RECENT_TX_RESULTS:
+            self.tx_results.popitem(last=False)
         m = self.metrics
         m.height.set(self.ledger.height)
         for r in result.tx_results:

@@ -25,7 +25,7 @@ from bridge.keys import NodeKey, account_id
 from bridge.ledger import Genesis
 from bridge.ledger.types import DEFAULT_JOIN_BOND
 from bridge.withdrawals.eip712 import Domain
-from bridge.withdrawals.signer import SIGNER_FILE
+from bridge.withdrawals.signer import SIGNER_FILE, create_key
 
 POWER = 10
 # Fast consensus for one machine; create_empty_blocks keeps blocks (and expiry) moving.
@@ -221,6 +221,7 @@ def write_joining_home(
     key = NodeKey.generate()
     genesis = Genesis.from_json(info["genesis"], "the network's genesis")
     write_node_home(home, key, genesis, ports, {}, api_host=host, rpc_host=host)
+    create_key(home / SIGNER_FILE)  # its join request registers it (withdrawal signatures)
     comet = info["cometbft"]["genesis"]
     write_comet_home(
         home / "cometbft",
@@ -264,8 +265,9 @@ def write_devnet(
 
     ``escrow`` turns withdrawals on: validator ``i`` signs them with ``signer_keys[i]``
     (written to its home), and the escrow must have been deployed with those signers, sorted
-    by address, each with the validators' power (:data:`POWER`)."""
-    if escrow is not None and len(signer_keys) != validators:
+    by address, each with the validators' power (:data:`POWER`). Keys past the validators'
+    go to the observers' homes, for when they join."""
+    if escrow is not None and len(signer_keys) < validators:
         raise ValueError("with an escrow, each validator needs its Ethereum signing key")
     signers = [bytes.fromhex(Account.from_key(k).address[2:]) for k in signer_keys]
     total = validators + observers
@@ -282,7 +284,9 @@ def write_devnet(
         accounts=tuple(sorted((account_id(k.public), join_bond) for k in keys[validators:] if join_bond)),
         join_bond=join_bond,
         escrow=escrow,
-        signers=tuple(sorted((k.public, a) for k, a in zip(keys, signers, strict=False))),
+        signers=tuple(
+            sorted((k.public, a) for k, a in zip(keys[:validators], signers[:validators], strict=False))
+        ),
     )
     comet = comet_genesis(chain_id, members, time)
     homes = []

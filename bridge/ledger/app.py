@@ -8,6 +8,7 @@ randomness, no floats, every query ordered.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import logging
@@ -384,7 +385,8 @@ class Ledger(Queries):
         )
         app_hash = block_hash(self.app_hash, block.height, s.log)
         self._pending = (block.height, app_hash, block.time_ns)
-        return BlockResult(results, updates, app_hash, resolved)
+        hashes = tuple(hashlib.sha256(raw).digest() for raw in block.txs)
+        return BlockResult(results, updates, app_hash, resolved, hashes)
 
     async def commit(self) -> None:
         if self._pending is None:

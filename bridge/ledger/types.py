@@ -173,3 +173,4 @@ class BlockResult:
     validator_updates: tuple[tuple[bytes, int], ...]  # (pubkey, new power; 0 = removed)
     app_hash: bytes
     resolved: tuple[tuple[bytes, str, Outcome], ...] = field(default=())  # (id, type, outcome)
+    tx_hashes: tuple[bytes, ...] = ()  # sha256 of each transaction, in tx_results' order

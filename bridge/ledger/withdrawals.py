@@ -325,3 +325,35 @@ class Withdrawals:
             "total_power": str(valset.total),
             "signatures": signatures,
         }
+
+    async def valset_status(self, nonce: int) -> dict[str, object] | None:
+        """Validator set ``nonce``, and what ``updateValidatorSet`` needs to move the escrow
+        to it: the set before it and that set's signatures (positional, ``v = 0`` for none)."""
+        new = await self.valset(nonce)
+        if new is None:
+            return None
+
+        def members(s: ValidatorSet) -> dict[str, object]:
+            return {
+                "nonce": s.nonce,
+                "signers": ["0x" + a.hex() for a in s.signers],
+                "powers": [str(p) for p in s.powers],
+            }
+
+        out: dict[str, object] = members(new) | {"status": "first"}
+        old = await self.valset(nonce - 1) if nonce > 0 else None
+        if old is None:
+            return out
+        signatures = []
+        for address in old.signers:
+            pubkey = await self.app.get(b"address:" + address)
+            sig = None if pubkey is None else await self.app.get(b"vsig:" + _u64(nonce) + pubkey)
+            signatures.append("0x" + (sig or bytes(65)).hex())
+        signed = await self._int(b"vpower:" + _u64(nonce)) or 0
+        return out | {
+            "status": "signed" if passes(signed, old.total) else "signing",
+            "previous": members(old),
+            "signed_power": str(signed),
+            "total_power": str(old.total),
+            "signatures": signatures,
+        }
