@@ -2,7 +2,7 @@
 
 python -m bench                   # everything (about 15 minutes on 2 cores)
 python -m bench --quick           # scaled down: a smoke run
-python -m bench --only ledger,backfill
+python -m bench --only ledger,backfill,withdrawals
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ COLUMNS = ("benchmark", "measured", "baseline", "ratio", "target", "met?")
 
 
 def _suites() -> dict[str, Callable[[bool], list[dict[str, Any]]]]:
-    from bench import backfill, ledger, network
+    from bench import backfill, ledger, network, withdrawals
 
     return {
         "backfill": backfill.run_backfill,
         "ledger": lambda quick: ledger.run(quick),
+        "withdrawals": withdrawals.run,
         "latency": network.run_latency,
         "scale": backfill.run_scale,
         "e2e": network.run_end_to_end,
     }
 
 
-NAMES = ("backfill", "ledger", "latency", "scale", "e2e")
+NAMES = ("backfill", "ledger", "withdrawals", "latency", "scale", "e2e")
 
 
 def _cell(row: dict[str, Any], column: str) -> str:

@@ -36,3 +36,30 @@ def test_emitter_logs_decode_as_deposits() -> None:
     runtime = emitter_runtime(DEPOSIT_TOPIC)
     assert emitter_initcode(DEPOSIT_TOPIC).endswith(runtime)
     assert bytes.fromhex(DEPOSIT_TOPIC[2:]) in runtime
+
+
+def test_quick_withdrawals_bench_rows_are_well_formed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Gas on anvil (deposit, submitBatch, claim against an ERC-20 transfer) and withdrawals/s
+    through a real ledger against transfers/s: every row is there, filled, and not a failure."""
+    output = tmp_path / "results.json"
+    assert main(["--quick", "--only", "withdrawals", "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "gas: submitBatch (8 withdrawals, 3 of 4 signatures)" in printed
+    rows = json.loads(output.read_text())["results"]
+    assert [r["benchmark"] for r in rows] == [
+        "gas: deposit",
+        "gas: submitBatch (8 withdrawals, 3 of 4 signatures)",
+        "gas: claim (proof of 3)",
+        "withdrawals: withdrawals/s (finalize_block+commit)",
+    ]
+    for row in rows:
+        assert row["suite"] == "withdrawals"
+        for key in ("benchmark", "measured", "baseline", "ratio", "target", "met", "detail"):
+            assert key in row
+        assert isinstance(row["measured"], int) and row["measured"] > 0
+        assert isinstance(row["baseline"], int) and row["baseline"] > 0
+        assert row["ratio"] > 0 and row["target"] == "(reported)" and row["met"] is None
+    assert {r["unit"] for r in rows} == {"gas", "withdrawals/s"}
+    assert all(r["baseline"] == rows[0]["baseline"] for r in rows[:3])  # one ERC-20 transfer
