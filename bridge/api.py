@@ -19,7 +19,7 @@ from bridge.keys import parse_account
 from bridge.ledger import governance
 from bridge.ledger.app import LedgerApp
 from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
-from bridge.ledger.withdrawals import Withdrawals
+from bridge.ledger.withdrawals import PAID_NAMESPACE, Withdrawals
 from bridge.queries import add_query_routes, extension_problems
 from bridge.supervisor import ListenerState
 from bridge.txs import MAX_TX_BYTES, Tx
@@ -233,12 +233,16 @@ async def account_withdrawals(request: web.Request) -> web.Response:
 @routes.get("/v1/withdrawals/{id}")
 async def withdrawal(request: web.Request) -> web.Response:
     """Where a withdrawal is: debited, in its batch, signed (with the proof and signatures a
-    claim needs)."""
+    claim needs), paid."""
     text = request.match_info["id"]
     if not text.isdigit() or len(text) > 20:
         raise _bad("id: a withdrawal id is a non-negative integer")
     ledger = request.app[NODE].ledger
-    state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, ledger.height), ledger.escrow)
+    state = Withdrawals(
+        LedgerApp(ledger.view, WITHDRAWALS, ledger.height),
+        ledger.escrow,
+        LedgerApp(ledger.view, PAID_NAMESPACE, ledger.height),
+    )
     found = await state.status(int(text))
     if found is None:
         return _error(404, f"no withdrawal {text}")
@@ -263,6 +267,22 @@ async def tx_result(request: web.Request) -> web.Response:
     return web.json_response(
         {"hash": tx_hash.hex(), "height": height, "code": int(result.code), "log": result.log}
     )
+
+
+@routes.get("/v1/batches")
+async def batches(request: web.Request) -> web.Response:
+    """Withdrawal batches from ``from`` on (up to ``limit``), oldest first, with what
+    ``submitBatch`` takes once signed: what a relayer reads."""
+    first = _int_param(request, "from", 0, 0, 2**63)
+    limit = _int_param(request, "limit", 100, 1, 1000)
+    ledger = request.app[NODE].ledger
+    state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, ledger.height), ledger.escrow)
+    found = []
+    for batch_id in range(first, min(first + limit, await state.next_batch())):
+        status = await state.batch_status(batch_id)
+        if status is not None:
+            found.append(status)
+    return web.json_response({"batches": found, "next": await state.next_batch()})
 
 
 @routes.get("/v1/valsets/{nonce}")

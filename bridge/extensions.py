@@ -1,7 +1,8 @@
 """Loads every listener and resolution package, which register themselves on import.
 
 Dropping a package into ``listeners/`` or ``resolutions/`` is how a fork adds one: nothing
-under ``bridge/`` needs to change. Packages are imported in name order.
+under ``bridge/`` needs to change. Packages are imported in name order. The framework's own
+listener (the withdrawal relayer) registers when this module is imported.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pkgutil
 
 import listeners
 import resolutions
+from bridge.withdrawals import relayer  # noqa: F401  (the framework's own listener: "relayer")
 
 
 def load_extensions() -> None:

@@ -96,6 +96,7 @@ class Node:
             identity=self.key.public,
             chain_id=self.ledger.chain_id,
             status=self.listener_status.setdefault(name, ListenerStatus()),
+            node_api=self.api_url,
         )
 
     async def _engine(self) -> Engine:

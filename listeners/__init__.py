@@ -125,6 +125,7 @@ class Service:
     identity: bytes  # this node's ed25519 public key
     chain_id: str  # the ledger's chain id
     status: ListenerStatus = field(default_factory=ListenerStatus)
+    node_api: str = ""  # this node's HTTP API (http://host:port), for what the node serves
 
     @property
     def config(self) -> Mapping[str, Any] | None:

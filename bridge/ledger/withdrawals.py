@@ -33,6 +33,10 @@ NAMESPACE = "@withdrawals"
 # and a flood is signed in batches of BATCH_SIZE (one signature per validator each).
 BATCH_SIZE = 256
 BATCH_BLOCKS = 5
+# Where the withdrawal_paid resolution type (a claims listener's votes) records the escrow's
+# payments: ``paid:<id>`` -> id | batch id | recipient (20) | amount (32) | tx hash (32) |
+# log index (8). Only :meth:`Withdrawals.status` reads it.
+PAID_NAMESPACE = "withdrawal_paid"
 
 
 def _u64(n: int) -> bytes:
@@ -94,10 +98,11 @@ class Batch:
 
 
 class Withdrawals:
-    """The withdrawal state of one block (``app`` is bound to :data:`NAMESPACE`)."""
+    """The withdrawal state of one block (``app`` is bound to :data:`NAMESPACE`; ``paid``, if
+    given, to :data:`PAID_NAMESPACE`, for :meth:`status`)."""
 
-    def __init__(self, app: App, escrow: Domain | None) -> None:
-        self.app, self.escrow = app, escrow
+    def __init__(self, app: App, escrow: Domain | None, paid: App | None = None) -> None:
+        self.app, self.escrow, self.paid = app, escrow, paid
 
     async def _int(self, key: bytes) -> int | None:
         raw = await self.app.get(key)
@@ -279,10 +284,24 @@ class Withdrawals:
     async def status(self, wid: int) -> dict[str, object] | None:
         """Where withdrawal ``wid`` is on its way back, with what a claim needs once its batch
         is signed: the Merkle proof, and the newest set's signatures (positional, ``v = 0``
-        where a member has not signed), as ``submitBatch`` takes them."""
+        where a member has not signed), as ``submitBatch`` takes them. Once the escrow's
+        payment is recorded (``paid``), ``"status": "paid"`` and where it was paid."""
         raw = await self.app.get(b"w:" + _u64(wid))
         if raw is None:
             return None
+        body = None if self.paid is None else await self.paid.get(b"paid:" + _u64(wid))
+        paid: dict[str, object] = (
+            {}
+            if body is None
+            else {
+                "status": "paid",
+                "paid": {
+                    "tx_hash": "0x" + body[68:100].hex(),
+                    "log_index": int.from_bytes(body[100:108], "big"),
+                    "amount": str(int.from_bytes(body[36:68], "big")),
+                },
+            }
+        )
         r = Reader(raw)
         batch_id, recipient, amount, account = r.u64(), r.fixed(20), r.uint(), r.text()
         batch = await self.batch(batch_id)
@@ -296,7 +315,7 @@ class Withdrawals:
             "status": "debited",
         }
         if batch.root is None:
-            return out
+            return out | paid
         leaves = self.leaves(batch)
         leaf = leaves[[e.id for e in batch.entries].index(wid)]
         valset = await self.valset()
@@ -324,6 +343,7 @@ class Withdrawals:
             "signed_power": str(signed),
             "total_power": str(valset.total),
             "signatures": signatures,
+            **paid,
         }
 
     async def valset_status(self, nonce: int) -> dict[str, object] | None:
@@ -355,5 +375,36 @@ class Withdrawals:
             "previous": members(old),
             "signed_power": str(signed),
             "total_power": str(old.total),
+            "signatures": signatures,
+        }
+
+    async def batch_status(self, batch_id: int) -> dict[str, object] | None:
+        """Batch ``batch_id`` and, once closed, what ``submitBatch`` takes: root, total, the
+        newest set and its signatures (positional, ``v = 0`` where a member has not signed)."""
+        batch = await self.batch(batch_id)
+        if batch is None:
+            return None
+        out: dict[str, object] = {"batch": batch_id, "withdrawals": len(batch.entries), "status": "open"}
+        valset = await self.valset()
+        if batch.root is None or valset is None:
+            return out
+        signed = await self.signed_power(batch_id, valset.nonce)
+        signatures = []
+        for address in valset.signers:
+            pubkey = await self.app.get(b"address:" + address)
+            key = b"sig:" + _u64(batch_id) + _u64(valset.nonce) + (pubkey or b"")
+            sig = None if pubkey is None else await self.app.get(key)
+            signatures.append("0x" + (sig or bytes(65)).hex())
+        return out | {
+            "status": "signed" if passes(signed, valset.total) else "signing",
+            "root": "0x" + batch.root.hex(),
+            "total": str(batch.total),
+            "valset": {
+                "nonce": valset.nonce,
+                "signers": ["0x" + a.hex() for a in valset.signers],
+                "powers": [str(p) for p in valset.powers],
+            },
+            "signed_power": str(signed),
+            "total_power": str(valset.total),
             "signatures": signatures,
         }

@@ -123,7 +123,7 @@ async def _onchain(args: argparse.Namespace, status: dict[str, Any], escrow: str
         paid = await contract.functions.claimed(int(status["id"])).call()
     finally:
         await chain.close()
-    return {"root_on_chain": bytes(root) != bytes(32), "paid": bool(paid)}
+    return {"root_on_chain": bytes(root) != bytes(32), "claimed_on_chain": bool(paid)}
 
 
 def cmd_withdrawal_status(args: argparse.Namespace) -> int:
@@ -147,7 +147,9 @@ def cmd_withdrawal_status(args: argparse.Namespace) -> int:
         print(f"signed     {status['signed_power']} of {status['total_power']} power ({status['status']})")
     if "root_on_chain" in status:
         print(f"on chain   {'root posted' if status['root_on_chain'] else 'root not posted yet'}")
-        print(f"paid       {'yes' if status['paid'] else 'no'}")
+        print(f"claimed    {'yes' if status['claimed_on_chain'] else 'no'}")
+    if status["status"] == "paid":  # the ledger recorded the escrow's Claimed log
+        print(f"paid       in tx {status['paid']['tx_hash']}")
     return 0
 
 
@@ -156,6 +158,8 @@ def cmd_claim(args: argparse.Namespace) -> int:
 
     async def run() -> dict[str, Any]:
         status: dict[str, Any] = await _call("GET", f"{node}/v1/withdrawals/{args.id}")
+        if status["status"] == "paid":
+            raise CommandError(f"withdrawal {args.id} is already paid, in tx {status['paid']['tx_hash']}")
         if status["status"] != "signed":
             raise CommandError(f"withdrawal {args.id} is {status['status']}: its batch is not signed yet")
         escrow = (await _call("GET", f"{node}/v1/status"))["escrow"]["address"]

@@ -95,7 +95,7 @@ async def test_deposit_withdraw_claim_round_trip(
         shown_args = ["withdrawal-status", "0", "--json", "--rpc", anvil_url, "--node", node.api_url]
         code, out, err = await bridge(capsys, *shown_args)
         shown = json.loads(out)
-        assert code == 0 and shown["paid"] is True and shown["root_on_chain"] is True, err
+        assert code == 0 and shown["claimed_on_chain"] is True and shown["root_on_chain"] is True, err
         # A second claim is refused by the escrow, in one line; nothing moves.
         code, _, err = await bridge(capsys, "claim", "0", *gas)
         assert code == 1 and "AlreadyClaimed" in err

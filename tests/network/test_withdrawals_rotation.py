@@ -27,6 +27,8 @@ from tests.network.conftest import Network, make_network
 
 SIGNER_KEYS = [bytes([0x90 + i]) * 32 for i in range(5)]  # four validators and the observer
 USER = Account.from_key(b"\x64" * 32)
+# anvil's second default account: funded, and not the deployer, so the relayer pays its own gas.
+RELAYER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 
 
 def cli(*argv: str) -> dict[str, Any]:
@@ -173,5 +175,100 @@ async def test_rotation_reaches_the_escrow_and_old_signatures_stop_counting(
         await onchain.claim(chain, escrow_address, after)
         assert await token.functions.balanceOf(recipients[1]).call() == 500
         await net.same_app_hash([0, 1, 2, 4])
+    finally:
+        await net.close()
+
+
+async def test_the_relayer_moves_the_escrow_to_each_new_set_and_posts_batches(
+    tmp_path: Path, anvil: Anvil, chain: Chain
+) -> None:
+    """The same rotation with node 0's built-in relayer: nobody relays by hand."""
+    signers = [(Account.from_key(k).address, POWER) for k in SIGNER_KEYS[:4]]
+    deployed = await deploy_bridge(chain, signers=signers)
+    escrow_address = deployed["escrow"]
+    escrow = eip712.Domain(deployed["chain_id"], bytes.fromhex(escrow_address[2:]))
+    key_file = tmp_path / "relayer.key"
+    key_file.write_text(RELAYER_KEY)
+    relayer = {
+        "rpc_url": anvil.url,
+        "chain_id": deployed["chain_id"],
+        "escrow": escrow_address,
+        "private_key_file": str(key_file),
+        "poll_interval": 0.2,
+    }
+    net = await make_network(
+        tmp_path,
+        anvil.url,
+        deployed,
+        observers=1,
+        join_bond=0,
+        escrow=escrow,
+        signer_keys=SIGNER_KEYS,
+        node_extensions={0: {"relayer": relayer}},
+    )
+    contract = chain.contract("BridgeEscrow", escrow_address)
+    recipient = Account.create().address
+    try:
+        for i in range(5):
+            net.start(i)
+
+        async def up() -> bool:
+            statuses = await asyncio.gather(*(net.status(i) for i in range(5)))
+            return all(s and s["height"] >= 2 and s["caught_up"] for s in statuses)
+
+        await net.wait(up, what="the network and its observer")
+        asked = await asyncio.to_thread(
+            cli,
+            "validators",
+            "join",
+            "--home",
+            str(net.homes[4]),
+            "--node",
+            net.api(4),
+            "--power",
+            str(POWER),
+        )
+
+        async def requested() -> bool:
+            data = await net.get(0, "/v1/validators")
+            return bool(data) and [r["id"] for r in data["requests"]] == [asked["request_id"]]
+
+        await net.wait(requested, what="the join request")
+        for i in (0, 1, 2):
+            args = (
+                "validators",
+                "approve",
+                asked["request_id"],
+                "--home",
+                str(net.homes[i]),
+                "--node",
+                net.api(i),
+            )
+            await asyncio.to_thread(cli, *args)
+
+        async def escrow_at(nonce: int) -> bool:
+            return int(await contract.functions.valsetNonce().call()) == nonce
+
+        await net.wait(lambda: escrow_at(1), what="the relayer to move the escrow to set 1")
+        await deposit(chain, escrow_address, 700, USER.address)
+        await anvil.mine(5)
+
+        async def credited() -> bool:
+            return await net.balance(0, account_id(bytes.fromhex(USER.address[2:]))) == 700
+
+        await net.wait(credited, what="the deposit credited")
+        await withdraw(net, escrow, 0, recipient, 300)
+
+        async def posted() -> bool:
+            return bytes(await contract.functions.batchRoots(0).call()) != bytes(32)
+
+        await net.wait(posted, what="the relayer to post batch 0")
+        status = await net.get(0, "/v1/withdrawals/0")
+        assert status is not None and status["valset"]["nonce"] == 1
+        await onchain.claim(chain, escrow_address, status)
+        token = chain.contract("TestToken", deployed["token"])
+        assert await token.functions.balanceOf(recipient).call() == 300
+        relayed = (await net.status(0) or {})["listeners"]["relayer"]["counters"]
+        assert relayed == {"valset_updates_sent": 1, "batches_sent": 1}
     finally:
         await net.close()

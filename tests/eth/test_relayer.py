@@ -1,0 +1,82 @@
+"""The built-in relayer on a real anvil chain and a real solo node: a withdrawal's batch,
+once the validator signed it, reaches the escrow without anyone sending it by hand, exactly
+once; the user then claims it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from eth_account import Account
+
+from bridge.keys import account_id
+from bridge.testing import NodeHomeFactory, running_node
+from bridge.txs import Tx, Withdraw
+from bridge.withdrawals import eip712, onchain
+from listeners.eth_deposits.escrow import deploy_bridge, deposit, devnet_table
+from listeners.ethereum import Chain
+
+USER = Account.from_key(b"\x65" * 32)
+# anvil's second default account: funded, and not the deployer, so the relayer pays its own gas.
+RELAYER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+
+
+async def test_the_relayer_posts_each_signed_batch_once(
+    anvil_url: str, eth: Chain, node_home: NodeHomeFactory, tmp_path: Path
+) -> None:
+    home = node_home()
+    genesis: dict[str, Any] = json.loads((home / "genesis.json").read_text())
+    (validator,) = genesis["validators"]
+    deployed = await deploy_bridge(eth, signers=[(validator["eth_signer"], validator["power"])])
+    escrow = eip712.Domain(deployed["chain_id"], bytes.fromhex(deployed["escrow"][2:]))
+    genesis["escrow"] = {"chain_id": deployed["chain_id"], "address": deployed["escrow"]}
+    (home / "genesis.json").write_text(json.dumps(genesis))
+    key_file = tmp_path / "relayer.key"
+    key_file.write_text(RELAYER_KEY)
+    tables = {
+        "eth_deposits": devnet_table(anvil_url, deployed)
+        | {"required_confirmations": 0, "poll_interval": 0.05},
+        "relayer": {
+            "rpc_url": anvil_url,
+            "chain_id": deployed["chain_id"],
+            "escrow": deployed["escrow"],
+            "private_key_file": str(key_file),
+            "poll_interval": 0.1,
+        },
+    }
+    config = home / "config.toml"
+    for name, table in tables.items():
+        lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
+        config.write_text(config.read_text() + f"\n[app.extensions.{name}]\n{lines}")
+    contract = eth.contract("BridgeEscrow", deployed["escrow"])
+    recipient = Account.create().address
+    signer = bytes.fromhex(USER.address[2:])
+
+    async with running_node(home) as node, aiohttp.ClientSession() as http:
+        await deposit(eth, deployed["escrow"], 1000, USER.address)
+        await node.wait_until(lambda: node.balance(account_id(signer)), timeout=30)
+        tx = Tx("test-chain", "withdraw", signer, 0, Withdraw(bytes.fromhex(recipient[2:]), 250).encode())
+        async with http.post(
+            f"{node.api_url}/v1/tx", json={"tx": tx.sign_eth(USER.key, escrow).encode().hex()}
+        ) as r:
+            assert r.status == 200, await r.text()
+
+        async def posted() -> bool:
+            return bytes(await contract.functions.batchRoots(0).call()) != bytes(32)
+
+        await node.wait_until(posted, timeout=60)
+        async with http.get(f"{node.api_url}/v1/withdrawals/0") as r:
+            status = await r.json()
+        assert bytes(await contract.functions.batchRoots(0).call()).hex() == status["root"][2:]
+        # More passes send nothing more: the escrow already has it.
+        passes = node.listener("relayer")["counters"]
+        height = node.node.ledger.height
+        await node.wait_until(lambda: node.node.ledger.height >= height + 10, timeout=30)
+        assert node.listener("relayer")["counters"] == passes == {"batches_sent": 1}
+        assert node.listener("relayer")["problems"] == []
+
+    await onchain.claim(eth, deployed["escrow"], status)
+    token = eth.contract("TestToken", deployed["token"])
+    assert await token.functions.balanceOf(recipient).call() == 250
