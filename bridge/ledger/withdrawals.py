@@ -318,33 +318,13 @@ class Withdrawals:
             return out | paid
         leaves = self.leaves(batch)
         leaf = leaves[[e.id for e in batch.entries].index(wid)]
-        valset = await self.valset()
-        assert valset is not None  # a closed batch exists only with an escrow, and so a set
-        signed = await self.signed_power(batch_id, valset.nonce)
-        signatures = []
-        for address, _ in valset.members:
-            pubkey = await self.app.get(b"address:" + address)
-            sig = (
-                None
-                if pubkey is None
-                else await self.app.get(b"sig:" + _u64(batch_id) + _u64(valset.nonce) + pubkey)
-            )
-            signatures.append("0x" + (sig or bytes(65)).hex())
-        return out | {
-            "status": "signed" if passes(signed, valset.total) else "in_batch",
-            "root": "0x" + batch.root.hex(),
-            "total": str(batch.total),
-            "proof": ["0x" + p.hex() for p in MerkleTree(leaves).proof(leaf)],
-            "valset": {
-                "nonce": valset.nonce,
-                "signers": ["0x" + a.hex() for a in valset.signers],
-                "powers": [str(p) for p in valset.powers],
-            },
-            "signed_power": str(signed),
-            "total_power": str(valset.total),
-            "signatures": signatures,
-            **paid,
-        }
+        signing = await self.batch_status(batch_id)
+        assert signing is not None  # the batch exists: it was read above
+        del signing["withdrawals"]
+        if signing["status"] == "signing":  # the withdrawal's step: in its batch, being signed
+            signing["status"] = "in_batch"
+        proof = ["0x" + p.hex() for p in MerkleTree(leaves).proof(leaf)]
+        return out | signing | {"proof": proof} | paid
 
     async def valset_status(self, nonce: int) -> dict[str, object] | None:
         """Validator set ``nonce``, and what ``updateValidatorSet`` needs to move the escrow

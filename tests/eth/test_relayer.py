@@ -4,7 +4,6 @@ once; the user then claims it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ from eth_account import Account
 from bridge.keys import account_id
 from bridge.testing import NodeHomeFactory, running_node
 from bridge.txs import Tx, Withdraw
-from bridge.withdrawals import eip712, onchain
-from listeners.eth_deposits.escrow import deploy_bridge, deposit, devnet_table
+from bridge.withdrawals import onchain
+from listeners.eth_deposits.escrow import deposit
 from listeners.ethereum import Chain
+from tests.eth.withdrawals import escrow_home
 
 USER = Account.from_key(b"\x65" * 32)
 # anvil's second default account: funded, and not the deployer, so the relayer pays its own gas.
@@ -26,30 +26,21 @@ RELAYER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690
 async def test_the_relayer_posts_each_signed_batch_once(
     anvil_url: str, eth: Chain, node_home: NodeHomeFactory, tmp_path: Path
 ) -> None:
-    home = node_home()
-    genesis: dict[str, Any] = json.loads((home / "genesis.json").read_text())
-    (validator,) = genesis["validators"]
-    deployed = await deploy_bridge(eth, signers=[(validator["eth_signer"], validator["power"])])
-    escrow = eip712.Domain(deployed["chain_id"], bytes.fromhex(deployed["escrow"][2:]))
-    genesis["escrow"] = {"chain_id": deployed["chain_id"], "address": deployed["escrow"]}
-    (home / "genesis.json").write_text(json.dumps(genesis))
     key_file = tmp_path / "relayer.key"
     key_file.write_text(RELAYER_KEY)
-    tables = {
-        "eth_deposits": devnet_table(anvil_url, deployed)
-        | {"required_confirmations": 0, "poll_interval": 0.05},
-        "relayer": {
-            "rpc_url": anvil_url,
-            "chain_id": deployed["chain_id"],
-            "escrow": deployed["escrow"],
-            "private_key_file": str(key_file),
-            "poll_interval": 0.1,
-        },
-    }
-    config = home / "config.toml"
-    for name, table in tables.items():
-        lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
-        config.write_text(config.read_text() + f"\n[app.extensions.{name}]\n{lines}")
+
+    def relayer(deployed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        return {
+            "relayer": {
+                "rpc_url": anvil_url,
+                "chain_id": deployed["chain_id"],
+                "escrow": deployed["escrow"],
+                "private_key_file": str(key_file),
+                "poll_interval": 0.1,
+            }
+        }
+
+    home, deployed, escrow = await escrow_home(eth, anvil_url, node_home, tables=relayer)
     contract = eth.contract("BridgeEscrow", deployed["escrow"])
     recipient = Account.create().address
     signer = bytes.fromhex(USER.address[2:])

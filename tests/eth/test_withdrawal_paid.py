@@ -5,7 +5,6 @@ in the claim's transaction."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,22 +13,14 @@ import aiohttp
 import pytest
 from eth_account import Account
 
-from bridge.cli import main
 from bridge.keys import account_id
 from bridge.testing import NodeHomeFactory, running_node
-from listeners.eth_deposits.escrow import deploy_bridge, deposit, devnet_table
+from listeners.eth_deposits.escrow import deposit
 from listeners.ethereum import ANVIL_KEY, Chain
 from resolutions.withdrawal_paid import WITHDRAWAL_PAID, PaidWithdrawal, paid_key
+from tests.eth.withdrawals import bridge, escrow_home
 
 USER = Account.from_key(b"\x63" * 32)
-
-
-async def bridge(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run a `bridge` command as a user would (in a thread: it runs its own event loop)."""
-    capsys.readouterr()  # what came before is not this command's
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def test_a_claim_marks_the_withdrawal_paid(
@@ -37,22 +28,8 @@ async def test_a_claim_marks_the_withdrawal_paid(
 ) -> None:
     key_file = tmp_path / "user.key"
     key_file.write_text("0x" + bytes(USER.key).hex())
-    home = node_home()
-    genesis: dict[str, Any] = json.loads((home / "genesis.json").read_text())
-    (validator,) = genesis["validators"]
-    bridge_ = await deploy_bridge(eth, signers=[(validator["eth_signer"], validator["power"])])
-    genesis["escrow"] = {"chain_id": bridge_["chain_id"], "address": bridge_["escrow"]}
-    (home / "genesis.json").write_text(json.dumps(genesis))
-    config = home / "config.toml"
     # Both listeners read the same escrow: deposits in, claims out.
-    table = devnet_table(anvil_url, bridge_) | {"required_confirmations": 0, "poll_interval": 0.05}
-    config.write_text(
-        config.read_text()
-        + "".join(
-            f"\n[app.extensions.{name}]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
-            for name in ("eth_deposits", "eth_claims")
-        )
-    )
+    home, bridge_, _ = await escrow_home(eth, anvil_url, node_home, watchers=("eth_deposits", "eth_claims"))
     recipient = Account.create().address
     user = account_id(bytes.fromhex(USER.address[2:]))
 

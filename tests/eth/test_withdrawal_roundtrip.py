@@ -4,7 +4,6 @@ paid; the recipient's token balance rises by exactly the amount, and a second cl
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,13 +13,13 @@ import pytest
 from eth_account import Account
 from web3.exceptions import ContractCustomError
 
-from bridge.cli import main
 from bridge.keys import account_id
 from bridge.testing import NodeHomeFactory, running_node
 from bridge.txs import Transfer, Tx
-from bridge.withdrawals import eip712, onchain
-from listeners.eth_deposits.escrow import deploy_bridge, deposit, devnet_table
+from bridge.withdrawals import onchain
+from listeners.eth_deposits.escrow import deposit
 from listeners.ethereum import ANVIL_KEY, Chain, revert_reason
+from tests.eth.withdrawals import bridge, escrow_home
 
 USER = Account.from_key(b"\x62" * 32)
 FRIEND = "0x" + "cd" * 20
@@ -31,33 +30,12 @@ async def post_tx(http: aiohttp.ClientSession, api: str, raw: bytes) -> None:
         assert answer.status == 200, await answer.text()
 
 
-async def bridge(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run a `bridge` command as a user would (in a thread: it runs its own event loop)."""
-    capsys.readouterr()  # what came before is not this command's
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 async def test_deposit_withdraw_claim_round_trip(
     anvil_url: str, eth: Chain, node_home: NodeHomeFactory, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     key_file = tmp_path / "user.key"
     key_file.write_text("0x" + bytes(USER.key).hex())
-    home = node_home()
-    genesis: dict[str, Any] = json.loads((home / "genesis.json").read_text())
-    (validator,) = genesis["validators"]
-    bridge_ = await deploy_bridge(eth, signers=[(validator["eth_signer"], validator["power"])])
-    escrow = eip712.Domain(bridge_["chain_id"], bytes.fromhex(bridge_["escrow"][2:]))
-    genesis["escrow"] = {"chain_id": bridge_["chain_id"], "address": bridge_["escrow"]}
-    (home / "genesis.json").write_text(json.dumps(genesis))
-    config = home / "config.toml"
-    table = devnet_table(anvil_url, bridge_) | {"required_confirmations": 0, "poll_interval": 0.05}
-    config.write_text(
-        config.read_text()
-        + "\n[app.extensions.eth_deposits]\n"
-        + "".join(f"{k} = {json.dumps(v)}\n" for k, v in table.items())
-    )
+    home, bridge_, escrow = await escrow_home(eth, anvil_url, node_home)
     token = eth.contract("TestToken", bridge_["token"])
     recipient = Account.create().address
     user = account_id(bytes.fromhex(USER.address[2:]))

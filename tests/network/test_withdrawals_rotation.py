@@ -42,6 +42,32 @@ def cli(*argv: str) -> dict[str, Any]:
     return result
 
 
+async def join(net: Network, node: int, approvers: tuple[int, ...]) -> None:
+    """``node`` asks to join (its request registers its signing key, with a proof), and
+    ``approvers`` approve once the request is in the ledger: all with the CLI."""
+    home, api = str(net.homes[node]), net.api(node)
+    asked = await asyncio.to_thread(
+        cli, "validators", "join", "--home", home, "--node", api, "--power", str(POWER)
+    )
+
+    async def requested() -> bool:
+        data = await net.get(0, "/v1/validators")
+        return bool(data) and [r["id"] for r in data["requests"]] == [asked["request_id"]]
+
+    await net.wait(requested, what="the join request")
+    for i in approvers:
+        args = (
+            "validators",
+            "approve",
+            asked["request_id"],
+            "--home",
+            str(net.homes[i]),
+            "--node",
+            net.api(i),
+        )
+        await asyncio.to_thread(cli, *args)
+
+
 async def withdraw(net: Network, escrow: eip712.Domain, nonce: int, recipient: str, amount: int) -> None:
     signer = bytes.fromhex(USER.address[2:])
     tx = Tx(
@@ -114,34 +140,7 @@ async def test_rotation_reaches_the_escrow_and_old_signatures_stop_counting(
         before_rotation = await withdrawal(0, 0)  # signed by set 0, not posted
 
         # The observer joins (its join request registers its signing key, with a proof) ...
-        asked = await asyncio.to_thread(
-            cli,
-            "validators",
-            "join",
-            "--home",
-            str(net.homes[4]),
-            "--node",
-            net.api(4),
-            "--power",
-            str(POWER),
-        )
-
-        async def requested() -> bool:
-            data = await net.get(0, "/v1/validators")
-            return bool(data) and [r["id"] for r in data["requests"]] == [asked["request_id"]]
-
-        await net.wait(requested, what="the join request")
-        for i in (0, 1, 2):
-            args = (
-                "validators",
-                "approve",
-                asked["request_id"],
-                "--home",
-                str(net.homes[i]),
-                "--node",
-                net.api(i),
-            )
-            await asyncio.to_thread(cli, *args)
+        await join(net, 4, approvers=(0, 1, 2))
         set1 = await valset(1)
         assert len(set1["signers"]) == 5 and set1["previous"]["nonce"] == 0
         # ... and validator 3 leaves: set 2, signed by set 1 (without the one leaving: 40 of 50).
@@ -217,34 +216,7 @@ async def test_the_relayer_moves_the_escrow_to_each_new_set_and_posts_batches(
             return all(s and s["height"] >= 2 and s["caught_up"] for s in statuses)
 
         await net.wait(up, what="the network and its observer")
-        asked = await asyncio.to_thread(
-            cli,
-            "validators",
-            "join",
-            "--home",
-            str(net.homes[4]),
-            "--node",
-            net.api(4),
-            "--power",
-            str(POWER),
-        )
-
-        async def requested() -> bool:
-            data = await net.get(0, "/v1/validators")
-            return bool(data) and [r["id"] for r in data["requests"]] == [asked["request_id"]]
-
-        await net.wait(requested, what="the join request")
-        for i in (0, 1, 2):
-            args = (
-                "validators",
-                "approve",
-                asked["request_id"],
-                "--home",
-                str(net.homes[i]),
-                "--node",
-                net.api(i),
-            )
-            await asyncio.to_thread(cli, *args)
+        await join(net, 4, approvers=(0, 1, 2))
 
         async def escrow_at(nonce: int) -> bool:
             return int(await contract.functions.valsetNonce().call()) == nonce
