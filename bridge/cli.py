@@ -25,6 +25,7 @@ from bridge.ledger import Genesis, governance
 from bridge.ledger.types import DEFAULT_JOIN_BOND
 from bridge.txs import Tx, encode_join, sign_claim
 from bridge.withdrawals.commands import add_commands as add_user_commands
+from bridge.withdrawals.commands import call_node
 from bridge.withdrawals.signer import SIGNER_FILE, create_key, load_key
 from listeners import ConfigError, registered_commands
 from listeners.ethereum import ANVIL_KEY
@@ -98,19 +99,7 @@ def cmd_start(args: argparse.Namespace) -> int:
 
 
 async def _get(url: str) -> Any:
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.get(url) as response:
-                try:
-                    data = await response.json(content_type=None)
-                except ValueError:  # not JSON: not a bridge node
-                    raise CliError(f"{url} answered HTTP {response.status} without JSON") from None
-                if response.status >= 400:
-                    error = data.get("error") if isinstance(data, dict) else None
-                    raise CliError(error or f"HTTP {response.status}")
-                return data
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise CliError(f"cannot reach the node at {url}: {exc}") from None
+    return await call_node("GET", url)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -26,7 +26,9 @@ class CommandError(BridgeError):
     """A user mistake or a refusal, reported in one line."""
 
 
-async def _call(method: str, url: str, body: Any = None) -> Any:
+async def call_node(method: str, url: str, body: Any = None) -> Any:
+    """A node's JSON answer; ``CommandError`` with the node's own error message, or when it
+    cannot be reached or answers no JSON."""
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             async with session.request(method, url, json=body) as response:
@@ -71,15 +73,15 @@ def _recipient(text: str) -> bytes:
 
 async def _send(node: str, key: str, tx_type: str, payload: bytes) -> tuple[str, str]:
     """Sign ``payload`` as the key's next transaction and submit it; (tx hash, account)."""
-    status = await _call("GET", f"{node}/v1/status")
+    status = await call_node("GET", f"{node}/v1/status")
     escrow = status.get("escrow")
     domain = None if escrow is None else Domain(int(escrow["chain_id"]), bytes.fromhex(escrow["address"][2:]))
     account = Account.from_key(key)
     signer = bytes.fromhex(account.address[2:])
     me = "0x" + signer.hex()
-    nonce = (await _call("GET", f"{node}/v1/accounts/{me}"))["nonce"]
+    nonce = (await call_node("GET", f"{node}/v1/accounts/{me}"))["nonce"]
     tx = Tx(status["chain_id"], tx_type, signer, nonce, payload).sign_eth(account.key, domain)
-    result = await _call("POST", f"{node}/v1/tx", {"tx": "0x" + tx.encode().hex()})
+    result = await call_node("POST", f"{node}/v1/tx", {"tx": "0x" + tx.encode().hex()})
     return str(result["hash"]), me
 
 
@@ -96,15 +98,17 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
     node = args.node.rstrip("/")
 
     async def run() -> dict[str, Any]:
-        before = await _call("GET", f"{node}/v1/status")
+        before = await call_node("GET", f"{node}/v1/status")
         if before.get("escrow") is None:
             raise CommandError("this network has no escrow: withdrawals are off")
         key = private_key(args)
         me = "0x" + Account.from_key(key).address[2:].lower()
-        known = set((await _call("GET", f"{node}/v1/accounts/{me}/withdrawals?limit=1000"))["withdrawals"])
+        known = set(
+            (await call_node("GET", f"{node}/v1/accounts/{me}/withdrawals?limit=1000"))["withdrawals"]
+        )
         tx_hash, _ = await _send(node, key, "withdraw", Withdraw(args.recipient, args.amount).encode())
         for _ in range(300):  # until the transaction is in a block: the withdrawal's id
-            ids = (await _call("GET", f"{node}/v1/accounts/{me}/withdrawals?limit=1000"))["withdrawals"]
+            ids = (await call_node("GET", f"{node}/v1/accounts/{me}/withdrawals?limit=1000"))["withdrawals"]
             if new := [i for i in ids if i not in known]:
                 return {"tx_hash": tx_hash, "withdrawal": new[-1]}
             await asyncio.sleep(0.1)
@@ -130,9 +134,9 @@ def cmd_withdrawal_status(args: argparse.Namespace) -> int:
     node = args.node.rstrip("/")
 
     async def run() -> dict[str, Any]:
-        status: dict[str, Any] = await _call("GET", f"{node}/v1/withdrawals/{args.id}")
+        status: dict[str, Any] = await call_node("GET", f"{node}/v1/withdrawals/{args.id}")
         if args.rpc and status["status"] == "signed":
-            escrow = (await _call("GET", f"{node}/v1/status"))["escrow"]["address"]
+            escrow = (await call_node("GET", f"{node}/v1/status"))["escrow"]["address"]
             status |= await _onchain(args, status, escrow)
         return status
 
@@ -157,12 +161,12 @@ def cmd_claim(args: argparse.Namespace) -> int:
     node = args.node.rstrip("/")
 
     async def run() -> dict[str, Any]:
-        status: dict[str, Any] = await _call("GET", f"{node}/v1/withdrawals/{args.id}")
+        status: dict[str, Any] = await call_node("GET", f"{node}/v1/withdrawals/{args.id}")
         if status["status"] == "paid":
             raise CommandError(f"withdrawal {args.id} is already paid, in tx {status['paid']['tx_hash']}")
         if status["status"] != "signed":
             raise CommandError(f"withdrawal {args.id} is {status['status']}: its batch is not signed yet")
-        escrow = (await _call("GET", f"{node}/v1/status"))["escrow"]["address"]
+        escrow = (await call_node("GET", f"{node}/v1/status"))["escrow"]["address"]
         chain = await Chain.connect(args.rpc, private_key(args))
         out: dict[str, Any] = {}
         try:
