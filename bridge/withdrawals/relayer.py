@@ -24,14 +24,16 @@ from typing import Any
 
 import aiohttp
 from eth_account import Account
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.withdrawals import onchain
-from listeners import ConfigError, EventStore, Service, register_listener
+from listeners import ConfigError, EventStore, Service, parse_config, register_listener
 from listeners.ethereum import Chain
 
 
 class RelayerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelled key is an error, not ignored
+
     rpc_url: str = Field(description="the Ethereum RPC URL of the escrow's chain")
     chain_id: int = Field(gt=0, description="that chain's id (checked against the endpoint)")
     escrow: str = Field(description="the BridgeEscrow's address")
@@ -102,9 +104,11 @@ def _key(config: RelayerConfig) -> str:
         key = Path(config.private_key_file).read_text().strip()
         return str(Account.from_key(key).key.hex())
     except OSError as exc:
-        raise ConfigError(f"relayer.private_key_file: cannot read {exc.filename}: {exc.strerror}") from None
+        raise ConfigError(
+            f"app.extensions.relayer.private_key_file: cannot read {exc.filename}: {exc.strerror}"
+        ) from None
     except (ValueError, TypeError):
-        raise ConfigError("relayer.private_key_file: not a 32-byte hex private key") from None
+        raise ConfigError("app.extensions.relayer.private_key_file: not a 32-byte hex private key") from None
 
 
 @register_listener("relayer", config=RelayerConfig)
@@ -112,11 +116,14 @@ async def listen(service: Service, store: EventStore) -> None:
     if service.config is None:
         service.logger.info("no [app.extensions.relayer] table: not relaying on this node")
         return
-    config = RelayerConfig.model_validate(service.config)
+    config = parse_config(service, RelayerConfig)
     chain = await Chain.connect(config.rpc_url, _key(config))
     try:
         if await chain.w3.eth.chain_id != config.chain_id:
-            raise ConfigError(f"relayer.chain_id is {config.chain_id}, the endpoint's chain is another")
+            raise ConfigError(
+                f"app.extensions.relayer.chain_id is {config.chain_id}, but {config.rpc_url} serves"
+                " another chain"
+            )
         relayer = Relayer(service, config, chain)
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             while True:

@@ -71,3 +71,30 @@ async def test_the_relayer_posts_each_signed_batch_once(
     await onchain.claim(eth, deployed["escrow"], status)
     token = eth.contract("TestToken", deployed["token"])
     assert await token.functions.balanceOf(recipient).call() == 250
+
+
+async def test_a_misconfigured_relayer_stops_the_node_with_one_line(
+    anvil_url: str, node_home: NodeHomeFactory, tmp_path: Path
+) -> None:
+    """A wrong key name, an unreadable key file or a chain id the endpoint does not serve:
+    the node stops on the listener's ConfigError, which names the key."""
+    key_file = tmp_path / "relayer.key"
+    key_file.write_text(RELAYER_KEY)
+    base = {
+        "rpc_url": anvil_url,
+        "chain_id": 31337,
+        "escrow": "0x" + "ee" * 20,
+        "private_key_file": str(key_file),
+    }
+    cases = {
+        "app.extensions.relayer.poll_intervall": base | {"poll_intervall": 1},
+        "app.extensions.relayer.private_key_file": base | {"private_key_file": str(tmp_path / "missing.key")},
+        "app.extensions.relayer.chain_id": base | {"chain_id": 1},
+    }
+    for i, (named, table) in enumerate(cases.items()):
+        home = node_home({"relayer": table}, name=f"n{i}")
+        async with running_node(home) as node:
+            await node.wait_until(lambda: node.node.fatal is not None, timeout=30)
+        assert node.node.fatal is not None
+        name, error = node.node.fatal
+        assert name == "relayer" and named in str(error), (named, error)
