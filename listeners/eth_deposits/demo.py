@@ -1,8 +1,10 @@
 """``bridge demo``: the whole flow on one machine, from a fresh clone.
 
-Starts anvil, deploys a test token and the escrow, starts a one-validator node watching it
-(``bridge init`` and ``bridge start``, as a user would), makes a few deposits and waits until
-each is credited on the ledger (read from the node's API).
+Starts anvil, deploys a test token and the escrow (its signer: the node's), starts a
+one-validator node watching it (``bridge init`` and ``bridge start``, as a user would), makes
+a few deposits and waits until each is credited on the ledger (read from the node's API).
+Then the way back: the first depositor withdraws half to a fresh address (``bridge
+withdraw``), the validator signs the batch, and ``bridge claim`` pays it on anvil.
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ CONFIRMATIONS = 2
 API_LINE = re.compile(r"API on (http://\S+)")
 
 
-def _bridge(*args: str) -> None:
+def _bridge(*args: str) -> str:
     done = subprocess.run([sys.executable, "-m", "bridge", *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise ConfigError(f"bridge {' '.join(args)}: {done.stderr.strip() or done.returncode}")
+    return done.stdout
 
 
 def _write_home(home: Path, api_port: int, rpc: str, deployed: dict[str, Any]) -> None:
-    _bridge("init", "--home", str(home), "--chain-id", "bridge-demo", "--api-port", str(api_port))
+    genesis_file = home / "genesis.json"  # the escrow pays what the node's signer signs
+    genesis = json.loads(genesis_file.read_text())
+    genesis["escrow"] = {"chain_id": deployed["chain_id"], "address": deployed["escrow"]}
+    genesis_file.write_text(json.dumps(genesis, indent=2))
     table = {
         "rpc_url": rpc,
         "contract_address": deployed["escrow"],
@@ -80,11 +86,15 @@ async def run_demo(deposits: int, exit_after: bool, api_port: int, home: Path | 
         chain = await Chain.connect(rpc, ANVIL_KEY)
         process = None
         try:
-            deployed = await deploy_bridge(chain)
+            node_home = workdir / "node"
+            _bridge(
+                "init", "--home", str(node_home), "--chain-id", "bridge-demo", "--api-port", str(api_port)
+            )
+            (validator,) = json.loads((node_home / "genesis.json").read_text())["validators"]
+            deployed = await deploy_bridge(chain, signers=[(validator["eth_signer"], validator["power"])])
             print(f"anvil        {rpc} (chain id {deployed['chain_id']})")
             print(f"token        {deployed['token']}")
             print(f"escrow       {deployed['escrow']} (deployed at block {deployed['deployment_block']})")
-            node_home = workdir / "node"
             _write_home(node_home, api_port, rpc, deployed)
             process, api_url = await _start_node(node_home)
             if api_url is None:
@@ -95,15 +105,17 @@ async def run_demo(deposits: int, exit_after: bool, api_port: int, home: Path | 
             token = chain.contract("TestToken", deployed["token"])
             await chain.call(token.functions.mint(chain.account.address, 10**24))
             rng = random.Random(1)
-            made = []
-            for _ in range(deposits):
-                recipient = Account.create().address
-                made.append(
-                    await deposit(chain, deployed["escrow"], rng.randrange(1, 1000) * 10**15, recipient)
-                )
+            made, users = [], [Account.create() for _ in range(deposits)]
+            for user in users:
+                amount = rng.randrange(1, 1000) * 10**15
+                made.append(await deposit(chain, deployed["escrow"], amount, user.address))
             if exit_after:  # no block timer: mine past the safety point ourselves
                 await chain.w3.provider.make_request("anvil_mine", [hex(CONFIRMATIONS)])
             code = await _await_credits(api_url, made)
+            if code == 0 and users:
+                code = await _round_trip(
+                    api_url, rpc, workdir, chain, deployed, users[0], made[0]["amount"] // 2
+                )
             if code == 0 and not exit_after:
                 print("\nRunning until Ctrl-C. Deposit more with:")
                 print(
@@ -149,6 +161,45 @@ async def _await_credits(api_url: str, made: list[dict[str, Any]]) -> int:
     print(f"\nall {len(made)} deposits credited at ledger height <= {height}")
     print(f"look:  {api_url}/v1/resolutions?type=credit_account   {api_url}/metrics")
     return 0
+
+
+async def _round_trip(
+    api_url: str, rpc: str, workdir: Path, chain: Chain, deployed: dict[str, Any], user: Any, amount: int
+) -> int:
+    """The way back, with the commands a user types: withdraw, then claim once signed."""
+    (workdir / "user.key").write_text("0x" + bytes(user.key).hex() + "\n")
+    (workdir / "gas.key").write_text(ANVIL_KEY + "\n")
+    recipient = Account.create().address
+    node = ("--node", api_url)
+    asked = json.loads(
+        _bridge(
+            "withdraw",
+            "--recipient",
+            recipient,
+            "--amount",
+            str(amount),
+            "--private-key-file",
+            str(workdir / "user.key"),
+            *node,
+        )
+    )
+    wid = asked["withdrawal"]
+    try:
+        async with asyncio.timeout(60):
+            while (await get_json(f"{api_url}/v1/withdrawals/{wid}"))["status"] != "signed":
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        print(f"error: withdrawal {wid} was not signed within 60 s")
+        return 1
+    claimed = json.loads(
+        _bridge("claim", str(wid), "--rpc", rpc, "--private-key-file", str(workdir / "gas.key"), *node)
+    )
+    token = chain.contract("TestToken", deployed["token"])
+    paid = await token.functions.balanceOf(recipient).call()
+    print(f"\nwithdrawal {wid}: {user.address} withdrew {amount} to {recipient}")
+    print(f"  signed by the validator, claimed in {claimed['claim_tx']}: {paid} tokens on anvil")
+    print(f"look:  {api_url}/v1/withdrawals/{wid}")
+    return 0 if paid == amount else 1
 
 
 def main(deposits: int, exit_after: bool, api_port: int, home: Path | None) -> int:

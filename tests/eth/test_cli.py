@@ -117,6 +117,7 @@ def test_demo_runs_from_the_commands_a_new_user_types() -> None:
     done = bridge("demo", "--deposits", "3", "--exit", "--api-port", "0", timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all 3 deposits credited" in done.stdout
+    assert "signed by the validator, claimed in 0x" in done.stdout  # the way back, paid on anvil
 
 
 def test_the_key_comes_from_a_file_the_environment_or_a_keystore(tmp_path: Path, anvil: Anvil) -> None:
