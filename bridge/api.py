@@ -285,6 +285,35 @@ async def batches(request: web.Request) -> web.Response:
     return web.json_response({"batches": found, "next": await state.next_batch()})
 
 
+@routes.get("/v1/liabilities")
+async def liabilities(request: web.Request) -> web.Response:
+    """What the ledger owes, at one height: every balance, the genesis' share of them (not
+    backed by deposits), and the withdrawal batches from ``from`` on (debited, paid by the
+    escrow only once posted). The solvency check compares it with the escrow."""
+    first = _int_param(request, "from", 0, 0, 2**63)
+    node = request.app[NODE]
+    ledger = node.ledger
+    while True:  # reads that straddle a commit are done again
+        height = ledger.height
+        balances = await ledger.total_balances()
+        state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, height), ledger.escrow)
+        batches = []
+        for batch_id in range(first, await state.next_batch()):
+            batch = await state.batch(batch_id)
+            if batch is not None:
+                batches.append({"batch": batch_id, "total": str(sum(e.amount for e in batch.entries))})
+        if ledger.height == height:
+            break
+    return web.json_response(
+        {
+            "height": height,
+            "balances": str(balances),
+            "genesis_balances": str(sum(b for _, b in node.genesis.accounts)),
+            "batches": batches,
+        }
+    )
+
+
 @routes.get("/v1/valsets/{nonce}")
 async def valset(request: web.Request) -> web.Response:
     """A validator set of the escrow (``latest``: the newest), with the previous set's

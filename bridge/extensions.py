@@ -2,7 +2,7 @@
 
 Dropping a package into ``listeners/`` or ``resolutions/`` is how a fork adds one: nothing
 under ``bridge/`` needs to change. Packages are imported in name order. The framework's own
-listener (the withdrawal relayer) registers when this module is imported.
+listeners (the withdrawal relayer, the solvency check) register when this module is imported.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pkgutil
 
 import listeners
 import resolutions
-from bridge.withdrawals import relayer  # noqa: F401  (the framework's own listener: "relayer")
+from bridge.withdrawals import relayer, solvency  # noqa: F401  (the framework's own listeners)
 
 
 def load_extensions() -> None:

@@ -32,13 +32,21 @@ class ListenerCollector(Collector):
             "Counters a listener keeps (RPC errors, deposits seen...)",
             labels=["listener", "event"],
         )
+        values = GaugeMetricFamily(
+            "bridge_listener_value",
+            "A listener's numeric progress fields (safe block, escrow balance...)",
+            labels=["listener", "field"],
+        )
         for name, state in sorted(self._states().items()):
             running.add_metric([name], 1 if state == "running" else 0)
             restarts.add_metric([name], self._restarts().get(name, 0))
         for name, status in sorted(self._statuses.items()):
             for event, n in sorted(status.counters.items()):
                 events.add_metric([name, event], n)
-        yield from (running, restarts, events)
+            for field, value in sorted(status.info.items()):
+                if isinstance(value, int) and not isinstance(value, bool):
+                    values.add_metric([name, field], value)
+        yield from (running, restarts, events, values)
 
 
 class Metrics:

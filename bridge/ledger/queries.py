@@ -89,6 +89,11 @@ class Queries:
                     )
         return out[:limit]
 
+    async def total_balances(self) -> int:
+        """The sum of every account's balance (one statement: one committed snapshot)."""
+        async with self._reader.execute("SELECT balance FROM accounts") as cur:
+            return sum([int(balance) async for (balance,) in cur])
+
     async def kv_items(self, namespace: str, limit: int = 100) -> list[tuple[bytes, bytes]]:
         sql = "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key LIMIT ?"
         async with self._reader.execute(sql, (namespace, limit)) as cur:

@@ -364,7 +364,13 @@ class Withdrawals:
         batch = await self.batch(batch_id)
         if batch is None:
             return None
-        out: dict[str, object] = {"batch": batch_id, "withdrawals": len(batch.entries), "status": "open"}
+        total = sum(e.amount for e in batch.entries)
+        out: dict[str, object] = {
+            "batch": batch_id,
+            "withdrawals": len(batch.entries),
+            "status": "open",
+            "total": str(total),
+        }
         valset = await self.valset()
         if batch.root is None or valset is None:
             return out

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 from eth_account import Account
 from pydantic import BaseModel, ConfigDict, Field
+from web3.exceptions import Web3Exception
 
 from bridge.withdrawals import onchain
 from listeners import ConfigError, EventStore, Service, parse_config, register_listener
@@ -130,7 +131,7 @@ async def listen(service: Service, store: EventStore) -> None:
                 try:
                     await relayer.relay(session, service.node_api)
                     service.status.problem("relay_failed", active=False)
-                except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as exc:
+                except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, Web3Exception) as exc:
                     # The node busy, the endpoint down, a transaction reverted: the next pass
                     # asks the escrow again, so nothing is sent twice.
                     service.logger.warning("relay pass failed: %r", exc)
