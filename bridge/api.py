@@ -17,9 +17,7 @@ from bridge.encoding import Reader
 from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
 from bridge.ledger import governance
-from bridge.ledger.app import LedgerApp
 from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
-from bridge.ledger.withdrawals import PAID_NAMESPACE, Withdrawals
 from bridge.queries import add_query_routes, extension_problems
 from bridge.supervisor import ListenerState
 from bridge.txs import MAX_TX_BYTES, Tx
@@ -238,11 +236,7 @@ async def withdrawal(request: web.Request) -> web.Response:
     if not text.isdigit() or len(text) > 20:
         raise _bad("id: a withdrawal id is a non-negative integer")
     ledger = request.app[NODE].ledger
-    state = Withdrawals(
-        LedgerApp(ledger.view, WITHDRAWALS, ledger.height),
-        ledger.escrow,
-        LedgerApp(ledger.view, PAID_NAMESPACE, ledger.height),
-    )
+    state = ledger.committed_withdrawals()
     found = await state.status(int(text))
     if found is None:
         return _error(404, f"no withdrawal {text}")
@@ -276,7 +270,7 @@ async def batches(request: web.Request) -> web.Response:
     first = _int_param(request, "from", 0, 0, 2**63)
     limit = _int_param(request, "limit", 100, 1, 1000)
     ledger = request.app[NODE].ledger
-    state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, ledger.height), ledger.escrow)
+    state = ledger.committed_withdrawals()
     found = []
     for batch_id in range(first, min(first + limit, await state.next_batch())):
         status = await state.batch_status(batch_id)
@@ -296,7 +290,7 @@ async def liabilities(request: web.Request) -> web.Response:
     while True:  # reads that straddle a commit are done again
         height = ledger.height
         balances = await ledger.total_balances()
-        state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, height), ledger.escrow)
+        state = ledger.committed_withdrawals()
         batches = []
         for batch_id in range(first, await state.next_batch()):
             batch = await state.batch(batch_id)
@@ -319,7 +313,7 @@ async def valset(request: web.Request) -> web.Response:
     """A validator set of the escrow (``latest``: the newest), with the previous set's
     signatures of it: what ``updateValidatorSet`` takes."""
     ledger = request.app[NODE].ledger
-    state = Withdrawals(LedgerApp(ledger.view, WITHDRAWALS, ledger.height), ledger.escrow)
+    state = ledger.committed_withdrawals()
     text = request.match_info["nonce"]
     if text == "latest":
         newest = await state.valset()

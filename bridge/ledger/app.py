@@ -30,7 +30,7 @@ from bridge.ledger.state import ResolutionRow, State, block_hash
 from bridge.ledger.threshold import passes
 from bridge.ledger.types import Block, BlockResult, Genesis, Outcome, TxResult
 from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
-from bridge.ledger.withdrawals import Withdrawals
+from bridge.ledger.withdrawals import PAID_NAMESPACE, Withdrawals
 from bridge.txs import (
     Approve,
     Join,
@@ -492,6 +492,12 @@ class Ledger(Queries):
                 await LedgerApp(s, "", ctx.height).set_validator_power(tx.signer, 0)
             case _:
                 assert_never(payload)
+
+    def committed_withdrawals(self) -> Withdrawals:
+        """The withdrawal state as committed (read-only use: the API, the signer service),
+        with the ``withdrawal_paid`` records for its status."""
+        paid = LedgerApp(self.view, PAID_NAMESPACE, self.height)
+        return Withdrawals(LedgerApp(self.view, WITHDRAWALS, self.height), self.escrow, paid)
 
     def _withdrawals(self, ctx: BlockContext) -> Withdrawals:
         return Withdrawals(LedgerApp(self.state, WITHDRAWALS, ctx.height), self.escrow)

@@ -15,8 +15,7 @@ from pathlib import Path
 from eth_account import Account
 
 from bridge.errors import ConfigError
-from bridge.ledger.app import Ledger, LedgerApp
-from bridge.ledger.withdrawals import NAMESPACE, Withdrawals
+from bridge.ledger.app import Ledger
 from bridge.txs import SignBatch, SignValset
 from bridge.withdrawals import eip712
 
@@ -73,7 +72,7 @@ class Signer:
         escrow = self.ledger.escrow
         if escrow is None:
             return []
-        state = Withdrawals(LedgerApp(self.ledger.view, NAMESPACE, self.ledger.height), escrow)
+        state = self.ledger.committed_withdrawals()
         if await state.signer(self.pubkey) != self.address:
             return []  # the ledger knows another key for this validator (or none)
         newest = await state.valset()
