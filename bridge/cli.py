@@ -224,7 +224,9 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     elif args.devnet_command == "init":
         return _devnet_init(args)
     elif args.devnet_command == "deploy":
-        setup = asyncio.run(devnet.run_setups(args.rpc, args.private_key))
+        if not 1 <= args.validators <= 9:
+            raise CliError("--validators must be between 1 and 9")
+        setup = asyncio.run(devnet.run_setups(args.rpc, args.private_key, args.validators))
         if args.out is not None:
             _write_atomically(args.out, json.dumps(setup, indent=2) + "\n")
         print(json.dumps(setup))
@@ -266,7 +268,7 @@ def _devnet_init(args: argparse.Namespace) -> int:
         args.dir,
         args.validators,
         base_port=args.base_port,
-        extensions=None if setup is None else setup["extensions"],
+        setup=setup,
         if_missing=args.if_missing,
     )
     if args.compose is not None:
@@ -366,6 +368,7 @@ def parser() -> argparse.ArgumentParser:
                 "--rpc", required=True, help="the chain's JSON-RPC URL, as the nodes will reach it"
             )
             cmd.add_argument("--private-key", default=ANVIL_KEY, help="a funded key (default: anvil's first)")
+            cmd.add_argument("--validators", type=int, default=4, help="the network's validators (default 4)")
             cmd.add_argument("--out", type=Path, help="also write the printed JSON to this file")
             cmd.set_defaults(fn=cmd_devnet)
             continue

@@ -33,7 +33,7 @@ from bridge.supervisor import Supervisor
 from bridge.txs import Payload
 from bridge.withdrawals.signer import Signer, load_key
 from listeners import ConfigError as ListenerConfigError
-from listeners import ListenerStatus, Service, registered_listeners
+from listeners import ListenerStatus, Service, registered_listeners, runs_on_every_node
 
 log = logging.getLogger("bridge.node")
 
@@ -140,7 +140,7 @@ class Node:
             m.resolutions.labels(type=rtype, status=status).inc()
         m.validator_power.set(self.ledger.validators.get(self.key.public, 0))
         self._committed.set()
-        await self.supervisor.update(self.is_validator and self.engine.caught_up)
+        await self.supervisor.update(self.is_validator, self.engine.caught_up)
 
     def _signer_duties(self, signer: Signer) -> Callable[[], Awaitable[list[Payload]]]:
         """The signer's duties while the node is an active validator (the listeners' lifecycle)."""
@@ -201,6 +201,7 @@ class Node:
                 restart_policy=s.listeners.restart_policy,
                 restart_max_delay=s.listeners.restart_max_delay,
                 on_fatal=self._on_fatal,
+                every_node=[name for name in listeners if runs_on_every_node(name)],
             )
             self.metrics.registry.register(
                 ListenerCollector(
@@ -230,7 +231,7 @@ class Node:
                 self.api_url,
             )
 
-            await self.supervisor.update(self.is_validator and self.engine.caught_up)
+            await self.supervisor.update(self.is_validator, self.engine.caught_up)
             tasks = [
                 asyncio.create_task(self.engine.run(), name="engine"),
                 asyncio.create_task(self._broadcast(), name="broadcaster"),

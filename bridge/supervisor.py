@@ -1,4 +1,5 @@
-"""Starts listeners while the node is an active validator, and cancels them when it is not.
+"""Starts listeners while the node is an active validator (those registered with
+``every_node=True``: while it is caught up), and cancels them when it no longer is.
 
 A listener that raises :class:`listeners.ConfigError` (misconfiguration) stops the node
 whatever the policy: restarting cannot fix a config file, and the node reports it in one
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from enum import StrEnum
 
 import backoff
@@ -45,8 +46,10 @@ class Supervisor:
         restart_policy: str = "never",
         restart_max_delay: float = 60.0,
         on_fatal: Callable[[str, BaseException], None],
+        every_node: Collection[str] = (),
     ) -> None:
         self._listeners = listeners
+        self._every_node = frozenset(every_node)
         self._store = store
         self._make_service = make_service
         self._policy = restart_policy
@@ -57,25 +60,28 @@ class Supervisor:
         self.restarts: dict[str, int] = {name: 0 for name in listeners}
         self.active = False
 
-    async def update(self, active: bool) -> None:
-        """Call whenever (is validator and caught up) may have changed."""
-        if active == self.active:
-            return
-        self.active = active
-        if active:
-            log.info("node is an active validator: starting %d listener(s)", len(self._listeners))
-            for name, fn in self._listeners.items():
-                self._tasks[name] = asyncio.create_task(self._run(name, fn), name=f"listener:{name}")
-        else:
-            log.info("node is no longer an active validator: stopping listeners")
-            await self._cancel_all()
+    async def update(self, validator: bool, caught_up: bool = True) -> None:
+        """Call whenever the node's role or its catching up may have changed."""
+        self.active = validator and caught_up
+        wanted = [n for n in self._listeners if caught_up and (validator or n in self._every_node)]
+        leaving = [name for name in self._tasks if name not in wanted]
+        if leaving:
+            log.info("stopping listener(s) %s: the node is not an active validator", ", ".join(leaving))
+            await self._cancel(leaving)
+        starting = [name for name in wanted if name not in self._tasks]
+        if starting:
+            log.info("starting listener(s) %s", ", ".join(starting))
+        for name in starting:
+            self._tasks[name] = asyncio.create_task(
+                self._run(name, self._listeners[name]), name=f"listener:{name}"
+            )
 
     async def stop(self) -> None:
         self.active = False
-        await self._cancel_all()
+        await self._cancel(list(self._tasks))
 
-    async def _cancel_all(self) -> None:
-        tasks = list(self._tasks.values())
+    async def _cancel(self, names: list[str]) -> None:
+        tasks = [self._tasks.pop(name) for name in names]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -84,9 +90,8 @@ class Supervisor:
                 log.error(
                     "%s did not stop within %ss of being cancelled; leaving it", task.get_name(), CANCEL_GRACE
                 )
-        self._tasks.clear()
-        for name, state in self.states.items():
-            if state in (ListenerState.RUNNING, ListenerState.RESTARTING):
+        for name in names:
+            if self.states[name] in (ListenerState.RUNNING, ListenerState.RESTARTING):
                 self.states[name] = ListenerState.STOPPED
 
     async def _run(self, name: str, fn: ListenFunc) -> None:

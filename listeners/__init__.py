@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 __all__ = [
     "Command",
     "ConfigError",
+    "DevnetContext",
     "DevnetSetupFunc",
     "EventStore",
     "ListenFunc",
@@ -46,6 +47,7 @@ __all__ = [
     "registered_commands",
     "registered_devnet_setups",
     "registered_listeners",
+    "runs_on_every_node",
 ]
 
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
@@ -136,10 +138,11 @@ class Service:
 ListenFunc = Callable[[Service, EventStore], Awaitable[None]]
 """A listener's body.
 
-The node calls it once it is a validator *and* caught up with the network. It may run
-forever. It is cancelled (``asyncio.CancelledError``) when the node stops being a validator
-or shuts down, and called again on re-promotion: keep progress in the store and resume from
-it. Hold resources with ``async with`` or ``try/finally`` so cancellation releases them.
+The node calls it once it is a validator *and* caught up with the network (or, for a
+listener registered with ``every_node=True``, once it is caught up, validator or not). It may
+run forever. It is cancelled (``asyncio.CancelledError``) when the node stops being a validator
+(or falls behind) or shuts down, and called again on re-promotion: keep progress in the store
+and resume from it. Hold resources with ``async with`` or ``try/finally`` so cancellation releases them.
 
 Retry transient failures (timeouts, rate limits, disconnects) yourself. Raise
 :class:`ConfigError` for a broken configuration: the node stops at once with that one line,
@@ -151,24 +154,33 @@ that and return; the node runs on.
 
 _registry: dict[str, ListenFunc] = {}
 _configs: dict[str, type[BaseModel]] = {}
+_every_node: set[str] = set()
 Config = TypeVar("Config", bound=BaseModel)
 
 
 @overload
 def register_listener(
-    name: str, *, config: type[BaseModel] | None = None
+    name: str, *, config: type[BaseModel] | None = None, every_node: bool = False
 ) -> Callable[[ListenFunc], ListenFunc]: ...
 @overload
-def register_listener(name: str, fn: ListenFunc, *, config: type[BaseModel] | None = None) -> ListenFunc: ...
 def register_listener(
-    name: str, fn: ListenFunc | None = None, *, config: type[BaseModel] | None = None
+    name: str, fn: ListenFunc, *, config: type[BaseModel] | None = None, every_node: bool = False
+) -> ListenFunc: ...
+def register_listener(
+    name: str,
+    fn: ListenFunc | None = None,
+    *,
+    config: type[BaseModel] | None = None,
+    every_node: bool = False,
 ) -> ListenFunc | Callable[[ListenFunc], ListenFunc]:
     """Register ``fn`` under ``name`` (``[a-z0-9_]+``, unique); usable as a decorator.
 
     The name is also the listener's key-value namespace and its config table's name.
     ``config`` is the pydantic model of that table: ``bridge config docs`` documents it from
     the model's docstring and its fields' descriptions, and :func:`parse_config` reads it.
-    Raises ``ValueError`` for an invalid or already registered name.
+    A listener runs on validators only, unless ``every_node``: then it runs on every caught-up
+    node, for work that casts no vote (watching, relaying). Raises ``ValueError`` for an
+    invalid or already registered name.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ValueError(f"invalid listener name {name!r}: use 1 to 64 lower-case letters, digits and _")
@@ -181,6 +193,8 @@ def register_listener(
         _registry[name] = f
         if config is not None:
             _configs[name] = config
+        if every_node:
+            _every_node.add(name)
         return f
 
     return add if fn is None else add(fn)
@@ -209,6 +223,11 @@ def parse_config(service: Service, model: type[Config]) -> Config:
         raise ConfigError(
             "; ".join(f"{'.'.join([prefix, *map(str, e['loc'])])}: {e['msg']}" for e in exc.errors())
         ) from None
+
+
+def runs_on_every_node(name: str) -> bool:
+    """Whether listener ``name`` was registered with ``every_node=True``."""
+    return name in _every_node
 
 
 def registered_listeners() -> Mapping[str, ListenFunc]:
@@ -256,12 +275,26 @@ def registered_commands() -> Mapping[str, Command]:
     return {name: _commands[name] for name in sorted(_commands)}
 
 
-DevnetSetupFunc = Callable[[str, str], Awaitable[tuple[dict[str, dict[str, Any]], dict[str, Any]]]]
-"""A devnet's setup step: called with anvil's RPC URL and a funded private key once anvil
-runs, it deploys what the extension needs and returns ``(tables, info)``: the
-``[app.extensions.NAME]`` tables to give every node (``{NAME: {key: value}}``) and JSON-able
-facts to add to the devnet's manifest (``bridge devnet up``'s output), e.g.
-``{"contracts": {...}}``. Top-level keys of ``info`` must not clash between extensions."""
+@dataclass(frozen=True)
+class DevnetContext:
+    """What a devnet setup step is given. Fields may be added later, never removed."""
+
+    rpc_url: str  # anvil's JSON-RPC URL, as the nodes reach it
+    private_key: str  # a funded key (hex) that deploys
+    # The validators' Ethereum signers and powers, sorted by address: an escrow deployed with
+    # them as its first set and reported under ``info["escrow"]`` turns withdrawals on.
+    signers: tuple[tuple[str, int], ...] = ()
+
+
+DevnetSetupFunc = Callable[[DevnetContext], Awaitable[tuple[dict[str, dict[str, Any]], dict[str, Any]]]]
+"""A devnet's setup step: called once anvil runs, it deploys what the extension needs and
+returns ``(tables, info)``: the ``[app.extensions.NAME]`` tables to give every node
+(``{NAME: {key: value}}``) and JSON-able facts to add to the devnet's manifest (``bridge
+devnet up``'s output), e.g. ``{"contracts": {...}}``. Top-level keys of ``info`` must not
+clash between extensions. One key means something to the devnet: ``"escrow": {"chain_id":
+int, "address": str}`` names an escrow whose first set is ``ctx.signers``; the ledger's
+genesis then names it, the validators sign withdrawals for it, every node watches its
+solvency and the first node relays."""
 
 _devnet_setups: list[DevnetSetupFunc] = []
 

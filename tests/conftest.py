@@ -18,6 +18,7 @@ load_extensions()  # every example registers once, before the per-test snapshots
 @pytest.fixture(autouse=True)
 def isolated_registries() -> Iterator[None]:
     saved_listeners = dict(listeners._registry)
+    saved_every_node = set(listeners._every_node)
     saved_resolutions = dict(resolutions._registry)
     saved_commands = dict(listeners._commands)
     saved_setups = list(listeners._devnet_setups)
@@ -26,6 +27,8 @@ def isolated_registries() -> Iterator[None]:
     yield
     listeners._registry.clear()
     listeners._registry.update(saved_listeners)
+    listeners._every_node.clear()
+    listeners._every_node.update(saved_every_node)
     resolutions._registry.clear()
     resolutions._registry.update(saved_resolutions)
     # The extension hooks (commands, devnet setups, queries, readiness checks) likewise.

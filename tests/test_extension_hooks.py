@@ -18,8 +18,9 @@ import pytest
 import listeners
 from bridge import devnet
 from bridge.cli import main as cli_main
+from bridge.devnet.homes import devnet_signers
 from bridge.errors import BridgeError
-from listeners import ConfigError, register_command, register_devnet_setup
+from listeners import ConfigError, DevnetContext, register_command, register_devnet_setup
 from resolutions import NodeReader, register_query, register_readiness
 from resolutions.oracle_value import ORACLE_VALUE
 from tests.test_api import assert_json_error, start_node
@@ -120,23 +121,29 @@ def test_a_registered_command_runs_through_bridge_main(capsys: pytest.CaptureFix
 
 def test_devnet_setup_steps_give_every_node_their_tables(tmp_path: Path) -> None:
     listeners._devnet_setups.clear()  # not the escrow's: no chain here (conftest restores it)
-    seen: list[tuple[str, str]] = []
+    seen: list[DevnetContext] = []
 
     @register_devnet_setup
-    async def setup(rpc_url: str, private_key: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-        seen.append((rpc_url, private_key))
-        return {"probe": {"url": rpc_url}}, {"probe_info": {"deployed": True}}
+    async def setup(ctx: DevnetContext) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+        seen.append(ctx)
+        return {"probe": {"url": ctx.rpc_url}}, {"probe_info": {"deployed": True}}
 
-    assert asyncio.run(devnet.run_setups("http://chain", "0xkey")) == {
+    signers = devnet_signers(2)
+    assert asyncio.run(devnet.run_setups("http://chain", "0xkey", 2)) == {
         "extensions": {"probe": {"url": "http://chain"}},
+        "rpc_url": "http://chain",
+        "signers": [[a, devnet.POWER] for a, _ in signers],
         "probe_info": {"deployed": True},
     }
+    # The steps learn the validators' Ethereum signers (an escrow's first set), sorted.
+    assert seen[-1] == DevnetContext("http://chain", "0xkey", signers)
+    assert [a for a, _ in signers] == sorted(a for a, _ in signers)
     # `bridge devnet deploy` (the compose network's one-shot deploy) runs them and writes the
     # file `bridge devnet init --docker --setup` reads.
     out = tmp_path / "setup.json"
     assert cli_main(["devnet", "deploy", "--rpc", "http://anvil:8545", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["extensions"] == {"probe": {"url": "http://anvil:8545"}}
-    assert seen[-1][0] == "http://anvil:8545"
+    assert seen[-1].rpc_url == "http://anvil:8545"
     args = ["devnet", "init", "--docker", "--dir", str(tmp_path / "homes"), "--validators", "1"]
     assert cli_main([*args, "--setup", str(out)]) == 0
     assert (
@@ -146,4 +153,4 @@ def test_devnet_setup_steps_give_every_node_their_tables(tmp_path: Path) -> None
 
     register_devnet_setup(setup)  # two steps that return the same table's name disagree
     with pytest.raises(BridgeError, match="disagree"):
-        asyncio.run(devnet.run_setups("http://chain", "0xkey"))
+        asyncio.run(devnet.run_setups("http://chain", "0xkey", 1))

@@ -72,6 +72,7 @@ def supervisor(
     fatal: Fatal,
     restart_policy: str = "never",
     restart_max_delay: float = 60.0,
+    every_node: tuple[str, ...] = (),
 ) -> Supervisor:
     return Supervisor(
         listeners,
@@ -80,6 +81,7 @@ def supervisor(
         restart_policy=restart_policy,
         restart_max_delay=restart_max_delay,
         on_fatal=fatal,
+        every_node=every_node,
     )
 
 
@@ -122,6 +124,35 @@ async def test_listener_follows_validator_status(store: EventStore) -> None:
     await sup.stop()
     assert (rec.starts, rec.cancels) == (2, 2)
     assert sup.states == {"watch": ListenerState.STOPPED}
+    assert fatal.calls == []
+
+
+async def test_an_every_node_listener_runs_on_any_caught_up_node(store: EventStore) -> None:
+    voter, watcher, fatal = Recorder(), Recorder(), Fatal()
+    sup = supervisor(store, {"voter": voter, "watcher": watcher}, fatal, every_node=("watcher",))
+
+    await sup.update(False, caught_up=False)  # a non-validator still catching up: nothing runs
+    await asyncio.sleep(0)
+    assert (voter.starts, watcher.starts) == (0, 0)
+
+    await sup.update(False, caught_up=True)  # caught up: the watcher runs, the voter does not
+    await watcher.wait_running()
+    assert sup.states == {"voter": ListenerState.STOPPED, "watcher": ListenerState.RUNNING}
+    assert not sup.active  # the signer's duties follow the validators' listeners
+
+    await sup.update(True, caught_up=True)  # promoted: the voter joins; the watcher runs on
+    await voter.wait_running()
+    assert (voter.starts, watcher.starts, watcher.cancels) == (1, 1, 0)
+    assert sup.active
+
+    await sup.update(False, caught_up=True)  # demoted: only the voter stops
+    assert (voter.cancels, watcher.cancels) == (1, 0)
+    assert sup.states == {"voter": ListenerState.STOPPED, "watcher": ListenerState.RUNNING}
+
+    await sup.update(False, caught_up=False)  # fell behind: the watcher stops too
+    assert watcher.cancels == 1
+    assert sup.states == {"voter": ListenerState.STOPPED, "watcher": ListenerState.STOPPED}
+    await sup.stop()
     assert fatal.calls == []
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.config import CONFIG_FILE
-from bridge.devnet.homes import Ports, service, write_devnet
+from bridge.devnet.homes import Ports, service, write_from_setup
 from bridge.devnet.processes import anvil_args, node_args
 from bridge.errors import BridgeError
 from listeners.ethereum import ANVIL_KEY
@@ -35,12 +35,12 @@ def init_docker(
     validators: int,
     *,
     base_port: int = 26600,
-    extensions: dict[str, dict[str, Any]] | None = None,
+    setup: dict[str, Any] | None = None,
     if_missing: bool = False,
 ) -> list[Path]:
-    """Write the compose network's homes into ``directory`` (see ``write_devnet(docker=True)``),
-    each with the ``extensions`` tables (``bridge devnet deploy``'s, made against
-    ``http://anvil:8545``). Returns the homes written: none when ``if_missing`` and the homes
+    """Write the compose network's homes into ``directory`` (see ``write_devnet(docker=True)``)
+    from ``setup``, ``bridge devnet deploy``'s output made against ``http://anvil:8545`` (see
+    ``write_from_setup``). Returns the homes written: none when ``if_missing`` and the homes
     are already there (a restarted compose network keeps them)."""
     if not 1 <= validators <= 9:
         raise BridgeError("--validators must be between 1 and 9")
@@ -48,7 +48,9 @@ def init_docker(
         if if_missing:
             return []
         raise BridgeError(f"{directory} already holds node homes; remove them or use another --dir")
-    return write_devnet(directory, validators, base_port=base_port, extensions=extensions, docker=True)
+    return write_from_setup(
+        directory, validators, setup or {"extensions": {}}, base_port=base_port, docker=True
+    )
 
 
 def _http_check(url: str) -> list[str]:
@@ -59,7 +61,9 @@ def _http_check(url: str) -> list[str]:
 def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
     """docker-compose.yml as Python data: the same commands, ports and homes as the devnet."""
     anvil_url = f"http://anvil:{ANVIL_PORT}"
-    build = {"context": ".", "target": "runtime"}
+    # The build's pip reaches PyPI through the host's network: an engine started without its
+    # default bridge (`--bridge=none`, as docker/engine.sh starts one) gives a build no other.
+    build = {"context": ".", "target": "runtime", "network": "host"}
     homes = [f"{DOCKER_DIR}/{service(i)}" for i in range(validators)]
     services: dict[str, Any] = {
         "anvil": {
@@ -87,6 +91,8 @@ def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
                 anvil_url,
                 "--private-key",
                 ANVIL_KEY,
+                "--validators",
+                str(validators),
                 "--out",
                 SETUP_FILE,
             ],
@@ -138,7 +144,7 @@ def compose_spec(validators: int = 4, base_port: int = 26600) -> dict[str, Any]:
             },
         }
     services["e2e"] = {
-        "build": {"context": ".", "target": "e2e"},
+        "build": {**build, "target": "e2e"},
         "image": "eth-bridge-e2e:local",
         "profiles": ["e2e"],
         "command": ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e", E2E_TESTS],

@@ -11,12 +11,13 @@ import json
 import random
 import socket
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eth_account import Account
+from eth_utils.crypto import keccak
 
 from bridge.config import CONFIG_FILE, DATA_DIR, GENESIS_FILE, KEY_FILE
 from bridge.engines.cometbft import address
@@ -28,6 +29,23 @@ from bridge.withdrawals.eip712 import Domain
 from bridge.withdrawals.signer import SIGNER_FILE, create_key
 
 POWER = 10
+# A devnet's Ethereum keys are well known, like anvil's accounts: never use them on a real
+# chain. The relayer pays its gas with anvil's second account; validator i signs with
+# devnet_signer_key(i), so `bridge devnet deploy` and `init` agree without sharing a file.
+RELAYER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+RELAYER_FILE = "relayer.key"
+
+
+def devnet_signer_key(i: int) -> bytes:
+    """Node ``i``'s Ethereum signing key on a devnet (well known: a devnet's only)."""
+    return keccak(f"bridge devnet signer {i}".encode())
+
+
+def devnet_signers(validators: int) -> tuple[tuple[str, int], ...]:
+    """A devnet's first Ethereum validator set: (address, power), sorted by address."""
+    return tuple(sorted((Account.from_key(devnet_signer_key(i)).address, POWER) for i in range(validators)))
+
+
 # Fast consensus for one machine; create_empty_blocks keeps blocks (and expiry) moving.
 CONSENSUS = {
     "timeout_propose": "1s",
@@ -342,3 +360,51 @@ def free_base_port(nodes: int, rng: random.Random | None = None) -> int:
             continue
         return base
     raise BridgeError("no free range of ports for a devnet")
+
+
+def write_from_setup(
+    directory: Path,
+    validators: int,
+    setup: Mapping[str, Any],
+    *,
+    base_port: int = 26600,
+    observers: int = 0,
+    docker: bool = False,
+) -> list[Path]:
+    """A devnet's homes from what its setup steps reported (``run_setups``): every node gets
+    their ``extensions`` tables. If they deployed an escrow for :func:`devnet_signers`,
+    withdrawals are on: the genesis names it, node ``i`` signs with
+    :func:`devnet_signer_key` ``(i)``, every node checks solvency and node 0 relays."""
+    extensions = dict(setup["extensions"])
+    info = setup.get("escrow")
+    if info is None:
+        return write_devnet(
+            directory,
+            validators,
+            base_port=base_port,
+            extensions=extensions,
+            observers=observers,
+            docker=docker,
+        )
+    if setup.get("signers") != [list(s) for s in devnet_signers(validators)]:
+        raise BridgeError(f"the setup's escrow was not deployed for {validators} devnet validators")
+    try:
+        escrow = Domain(int(info["chain_id"]), bytes.fromhex(str(info["address"])[2:]))
+        watch = {"rpc_url": str(setup["rpc_url"]), "chain_id": escrow.chain_id, "escrow": info["address"]}
+    except (KeyError, TypeError, ValueError):
+        raise BridgeError("the setup's escrow is not {chain_id, address} with an rpc_url") from None
+    key_file = directory.resolve() / "node0" / RELAYER_FILE
+    homes = write_devnet(
+        directory,
+        validators,
+        base_port=base_port,
+        extensions={**extensions, "solvency": watch},
+        node_extensions={0: {"relayer": {**watch, "private_key_file": str(key_file), "poll_interval": 0.5}}},
+        observers=observers,
+        docker=docker,
+        escrow=escrow,
+        signer_keys=[devnet_signer_key(i) for i in range(validators + observers)],
+    )
+    key_file.write_text(RELAYER_KEY + "\n")
+    key_file.chmod(0o600)
+    return homes

@@ -15,10 +15,10 @@ from typing import Any
 
 import aiohttp
 
-from bridge.devnet.homes import Ports, write_devnet
+from bridge.devnet.homes import Ports, devnet_signers, write_from_setup
 from bridge.errors import BridgeError
 from bridge.hints import command
-from listeners import registered_devnet_setups
+from listeners import DevnetContext, registered_devnet_setups
 from listeners.ethereum import ANVIL_KEY, ANVIL_NO_DISK, anvil_path
 
 # ANVIL_NO_DISK (listeners.ethereum): anvil keeps no evicted states on disk.
@@ -35,13 +35,15 @@ def node_args(home: Path | str) -> list[str]:
     return ["start", "--home", str(home)]
 
 
-async def run_setups(rpc_url: str, private_key: str) -> dict[str, Any]:
+async def run_setups(rpc_url: str, private_key: str, validators: int) -> dict[str, Any]:
     """Run every extension's devnet setup step (``listeners.register_devnet_setup``) against
-    the chain at ``rpc_url``: ``{"extensions": {NAME: table}, **info}``, where ``info`` is
-    what the steps report (the escrow's ``contracts``...)."""
-    out: dict[str, Any] = {"extensions": {}}
+    the chain at ``rpc_url``, for a network of ``validators``: ``{"extensions": {NAME:
+    table}, "rpc_url", "signers", **info}``, where ``info`` is what the steps report (the
+    escrow's ``contracts`` and ``escrow``...); :func:`write_from_setup` reads it."""
+    ctx = DevnetContext(rpc_url, private_key, devnet_signers(validators))
+    out: dict[str, Any] = {"extensions": {}, "rpc_url": rpc_url, "signers": [list(s) for s in ctx.signers]}
     for setup in registered_devnet_setups():
-        tables, info = await setup(rpc_url, private_key)
+        tables, info = await setup(ctx)
         clash = (set(tables) & set(out["extensions"])) | (set(info) & (set(out) | {"anvil", "nodes"}))
         if clash:
             raise BridgeError(f"devnet setup steps disagree on {sorted(clash)}")
@@ -121,11 +123,8 @@ async def up(directory: Path, validators: int, base_port: int, observers: int = 
         directory / "anvil.pid",
     )
     await _wait_rpc(anvil_url, 30)
-    setup = await run_setups(anvil_url, ANVIL_KEY)
-    extensions = setup.pop("extensions")
-    homes = write_devnet(
-        directory, validators, base_port=base_port, extensions=extensions, observers=observers
-    )
+    setup = await run_setups(anvil_url, ANVIL_KEY, validators)
+    homes = write_from_setup(directory, validators, setup, base_port=base_port, observers=observers)
     nodes = []
     for i, home in enumerate(homes):
         _spawn(
@@ -141,6 +140,7 @@ async def up(directory: Path, validators: int, base_port: int, observers: int = 
                 "cometbft_rpc": f"http://127.0.0.1:{ports.rpc}",
             }
         )
+    del setup["extensions"]  # in the homes' config.toml
     manifest = {"anvil": anvil_url, **setup, "nodes": nodes}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
     for node in nodes:

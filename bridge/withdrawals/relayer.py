@@ -112,7 +112,7 @@ def _key(config: RelayerConfig) -> str:
         raise ConfigError("app.extensions.relayer.private_key_file: not a 32-byte hex private key") from None
 
 
-@register_listener("relayer", config=RelayerConfig)
+@register_listener("relayer", config=RelayerConfig, every_node=True)
 async def listen(service: Service, store: EventStore) -> None:
     if service.config is None:
         service.logger.info("no [app.extensions.relayer] table: not relaying on this node")

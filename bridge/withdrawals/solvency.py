@@ -66,7 +66,7 @@ async def check(service: Service, chain: Chain, escrow: Any, token: Any, first: 
     return first
 
 
-@register_listener("solvency", config=SolvencyConfig)
+@register_listener("solvency", config=SolvencyConfig, every_node=True)
 async def listen(service: Service, store: EventStore) -> None:
     if service.config is None:
         service.logger.info("no [app.extensions.solvency] table: not checking the escrow on this node")

@@ -8,7 +8,8 @@ from typing import Any
 
 from web3.logs import DISCARD
 
-from listeners import register_devnet_setup
+from listeners import DevnetContext, register_devnet_setup
+from listeners.eth_claims import ETH_CLAIMS
 from listeners.ethereum import Chain
 
 ETH_DEPOSITS = "eth_deposits"  # the listener's name (and its config table's)
@@ -72,11 +73,16 @@ def devnet_table(rpc_url: str, deployed: dict[str, Any]) -> dict[str, Any]:
 
 
 @register_devnet_setup
-async def devnet_setup(rpc_url: str, private_key: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """``bridge devnet``: deploy a test token and the escrow; every node watches it."""
-    chain = await Chain.connect(rpc_url, private_key)
+async def devnet_setup(ctx: DevnetContext) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """``bridge devnet``: deploy a test token and the escrow, whose first set is the
+    validators' signers; every node watches its deposits and its claims."""
+    chain = await Chain.connect(ctx.rpc_url, ctx.private_key)
     try:
-        deployed = await deploy_bridge(chain)
+        deployed = await deploy_bridge(chain, signers=ctx.signers or None)
     finally:
         await chain.close()
-    return {ETH_DEPOSITS: devnet_table(rpc_url, deployed)}, {"contracts": deployed}
+    table = devnet_table(ctx.rpc_url, deployed)
+    if not ctx.signers:  # deposits only
+        return {ETH_DEPOSITS: table}, {"contracts": deployed}
+    escrow = {"chain_id": deployed["chain_id"], "address": deployed["escrow"]}
+    return {ETH_DEPOSITS: table, ETH_CLAIMS: table}, {"contracts": deployed, "escrow": escrow}

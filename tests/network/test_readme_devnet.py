@@ -13,6 +13,7 @@ every node, and nothing is left running after `devnet down`.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import re
@@ -23,6 +24,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from eth_abi.abi import encode
+from eth_account import Account
+from eth_utils.crypto import keccak
 
 from bridge.devnet import Ports, free_base_port
 from listeners.ethereum import ANVIL_KEY
@@ -36,6 +40,7 @@ BRIDGE = ROOT / ".venv" / "bin" / "bridge"
 README_BASE_PORT = 26600  # `devnet up`'s default, which the README's URLs use
 URL = re.compile(r"http://127\.0\.0\.1:(\d+)")
 NEW = 4  # the README's observer, devnet/node4, that joins and leaves
+ANVIL_OFFSET = 95  # anvil listens on the devnet's base port + 95
 
 
 def env() -> dict[str, str]:
@@ -52,6 +57,7 @@ class Devnet:
         self.down: list[str] = []
         self.ran: list[str] = []
         self.manifest: dict[str, Any] = {}
+        self.withdrawal, self.recipient, self.amount = -1, "", 0  # what `withdraw` sent
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
 
     def api(self, i: int) -> str:
@@ -61,6 +67,8 @@ class Devnet:
         """``line`` with each README node URL moved from base 26600 to this devnet's base."""
 
         def replace(match: re.Match[str]) -> str:
+            if int(match[1]) == README_BASE_PORT + ANVIL_OFFSET:
+                return str(self.manifest["anvil"])
             index, rest = divmod(int(match[1]) - README_BASE_PORT, 10)
             assert rest == 0 and index >= 0, f"{match[0]} is not a devnet node's API"
             return self.api(index)
@@ -89,9 +97,10 @@ class Devnet:
         args = shlex.split(self.moved(line))
         assert args[0] == ".venv/bin/bridge" and "<" not in line, line
         args[0] = str(BRIDGE)
-        step = getattr(self, "cmd_" + "_".join(args[1:3]), None)
+        words = list(itertools.takewhile(lambda a: a.isalpha(), args[1:3])) or args[1:2]
+        step = getattr(self, "cmd_" + "_".join(words).replace("-", "_"), None)
         assert step is not None, f"the README added {line!r}: teach this test to run it"
-        self.ran.append(" ".join(args[1:3]))
+        self.ran.append(" ".join(words))
         await step(args)
 
     async def cmd_devnet_up(self, args: list[str]) -> None:
@@ -111,6 +120,71 @@ class Devnet:
 
     async def cmd_devnet_down(self, args: list[str]) -> None:
         self.down = args  # run last: the validators commands need the network
+
+    def option(self, args: list[str], name: str) -> str:
+        return args[args.index(name) + 1]
+
+    async def cmd_deposit(self, args: list[str]) -> None:
+        assert self.option(args, "--escrow") == self.manifest["contracts"]["escrow"]
+        self.run(args)
+        account = "0x" + Account.from_key(self.option(args, "--private-key")).address[2:].lower()
+        amount = self.option(args, "--amount")
+
+        async def credited() -> bool:
+            found = await asyncio.gather(*(self.get(i, f"/v1/accounts/{account}") for i in range(5)))
+            return all(a and a["balance"] == amount for a in found)
+
+        await wait_for(credited, timeout=90, interval=0.3)
+
+    async def cmd_withdraw(self, args: list[str]) -> None:
+        self.withdrawal = json.loads(self.run(args))["withdrawal"]
+        self.recipient = self.option(args, "--recipient")
+        self.amount = int(self.option(args, "--amount"))
+
+    async def cmd_withdrawal_status(self, args: list[str]) -> None:
+        assert args[2] == str(self.withdrawal) == "0", (args, self.withdrawal)
+        escrow = self.manifest["contracts"]["escrow"]
+
+        async def posted_by_the_relayer() -> bool:  # nobody else sends roots on this devnet
+            status = await self.get(0, f"/v1/withdrawals/{self.withdrawal}")
+            if not (status and status["status"] == "signed"):
+                return False
+            root = await self.eth_call(escrow, "batchRoots(uint64)", [int(status["batch"])])
+            return int(root, 16) != 0
+
+        await wait_for(posted_by_the_relayer, timeout=120, interval=0.5)
+        shown = self.run(args)
+        assert "signed     40 of 40 power (signed)" in shown and "root posted" in shown, shown
+        # Every node checks the escrow's solvency, the observer too; none finds it short.
+        for i in range(5):
+            status = await self.get(i, "/v1/status")
+            solvency = status["listeners"]["solvency"]
+            assert solvency["state"] == "running" and "escrow_short" not in solvency["problems"], (i, status)
+        assert (await self.get(NEW, "/v1/status"))["validator"] is False
+
+    async def cmd_claim(self, args: list[str]) -> None:
+        token = self.manifest["contracts"]["token"]
+        before = int(await self.eth_call(token, "balanceOf(address)", [self.recipient]), 16)
+        self.run(args)
+        after = int(await self.eth_call(token, "balanceOf(address)", [self.recipient]), 16)
+        assert after - before == self.amount
+
+        async def paid_everywhere() -> bool:  # the escrow's Claimed log, voted into the ledger
+            found = await asyncio.gather(
+                *(self.get(i, f"/v1/withdrawals/{self.withdrawal}") for i in range(5))
+            )
+            return all(w and w["status"] == "paid" for w in found)
+
+        await wait_for(paid_everywhere, timeout=90, interval=0.3)
+
+    async def eth_call(self, to: str, signature: str, values: list[Any]) -> str:
+        types = signature[:-1].split("(")[1]
+        data = keccak(text=signature)[:4] + encode(types.split(","), values)
+        request = {"to": to, "data": "0x" + data.hex()}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [request, "latest"]}
+        async with self.session.post(self.manifest["anvil"], json=body) as response:
+            result: str = (await response.json())["result"]
+            return result
 
     async def cmd_validators_join(self, args: list[str]) -> None:
         request_id = json.loads(self.run(args))["request_id"]
@@ -168,6 +242,10 @@ async def test_readme_devnet_commands(tmp_path: Path) -> None:
             "devnet up",
             "devnet status",
             "devnet down",
+            "deposit",
+            "withdraw",
+            "withdrawal-status",
+            "claim",
             "validators join",
             "validators approve",
             "validators list",
