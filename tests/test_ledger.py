@@ -14,6 +14,7 @@ from bridge.encoding import event_id
 from bridge.errors import TxCode
 from bridge.keys import NodeKey, account_id
 from bridge.ledger import Block, Genesis, governance
+from bridge.ledger.types import Movement
 from bridge.txs import Transfer, Tx, Vote
 from resolutions import ResolutionConfig, ResolveContext, register_resolution
 from tests.ledger_helpers import (
@@ -656,3 +657,33 @@ async def test_a_type_is_added_updated_and_retired_at_its_heights(chains: Chains
         assert await c.ledger.balance(ALICE) == 32
         seen += [r.app_hash for r in (r1, r2, r3, r4, r5, r6)]
     assert log[0] == log[1]
+
+
+async def test_a_block_reports_its_balance_changes_senders_and_new_resolutions(chains: Chains) -> None:
+    """BlockResult.movements: each balance change with the transaction or resolution that
+    made it; what a failed transaction or resolve wrote and undid is not reported."""
+    alice, bob = new_eth_account(), new_eth_account()
+    register_credit("credit")
+    register_credit("broken", fail_after_write=True)
+    c = await chains.open("m", genesis(KEYS, [10, 10, 10, 10], accounts=[(eth_account_id(alice), 100)]))
+    good, too_much = c.transfer(alice, address(bob), 30), c.transfer(alice, address(bob), 500)
+    deposit, broken = ("credit", credit_body("carol", 7)), ("broken", credit_body("dave", 9))
+    votes = [c.vote(k, deposit, broken) for k in KEYS[:3]]
+    result = await c.block(good, too_much, b"garbage", *votes)
+    good_hash, too_much_hash = result.tx_hashes[:2]
+    credit_id = event_id(*deposit)
+    assert result.movements == (
+        Movement(eth_account_id(alice), -30, "transfer", good_hash),
+        Movement(eth_account_id(bob), 30, "transfer", good_hash),
+        Movement("carol", 7, "credit", credit_id),  # "broken" credited too, then raised: undone
+    )
+    assert too_much_hash not in {m.ref for m in result.movements}
+    assert result.senders == (
+        ("transfer", address(alice)),
+        ("transfer", address(alice)),
+        ("", b""),
+        *[("vote", k.public) for k in KEYS[:3]],
+    )
+    assert result.opened == (("broken", 1), ("credit", 1))
+    assert (await c.block()).movements == ()
+    await c.close()

@@ -102,6 +102,8 @@ class _BlockRun:
     # Each validator votes for the same events: their ids are hashed once a block.
     ids: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
     votes: int = 0  # votes executed so far (MAX_VOTES_PER_BLOCK)
+    senders: list[tuple[str, bytes]] = field(default_factory=list)  # BlockResult.senders
+    opened: dict[str, int] = field(default_factory=dict)  # new resolutions per type
 
 
 class LedgerApp:
@@ -118,6 +120,7 @@ class LedgerApp:
             raise ValueError(f"cannot credit a negative amount ({amount})")
         if amount:
             await self._state.set_balance(account, await self._state.balance(account) + amount)
+            self._state.moved(account, amount)
 
     async def debit(self, account: str, amount: int) -> None:
         if amount < 0:
@@ -127,6 +130,7 @@ class LedgerApp:
             raise ValueError(f"balance of {account} is {balance}, less than {amount}")
         if amount:
             await self._state.set_balance(account, balance - amount)
+            self._state.moved(account, -amount)
 
     async def get(self, key: bytes) -> bytes | None:
         return await self._state.kv_get(self._ns, key)
@@ -375,7 +379,9 @@ class Ledger(Queries):
         before = await s.validators()
         ctx = BlockContext(block.height, block.time_ns, block.proposer, self.chain_id)
         run = _BlockRun(ctx, registered_resolutions(block.height))
-        results = tuple([await self._deliver(raw, run) for raw in block.txs])
+        hashes = tuple(hashlib.sha256(raw).digest() for raw in block.txs)
+        delivered = zip(block.txs, hashes, strict=True)
+        results = tuple([await self._deliver(raw, tx_hash, run) for raw, tx_hash in delivered])
         resolved = await self._end_block(run)
         after = await s.validators()
         updates = tuple(
@@ -385,8 +391,16 @@ class Ledger(Queries):
         )
         app_hash = block_hash(self.app_hash, block.height, s.log)
         self._pending = (block.height, app_hash, block.time_ns)
-        hashes = tuple(hashlib.sha256(raw).digest() for raw in block.txs)
-        return BlockResult(results, updates, app_hash, resolved, hashes)
+        return BlockResult(
+            results,
+            updates,
+            app_hash,
+            resolved,
+            hashes,
+            movements=tuple(s.movements),
+            senders=tuple(run.senders),
+            opened=tuple(sorted(run.opened.items())),
+        )
 
     async def commit(self) -> None:
         if self._pending is None:
@@ -406,11 +420,14 @@ class Ledger(Queries):
         self.height, self.app_hash, self.time_ns, self._pending = height, app_hash, time_ns, None
         self.validators = await self.state.validators()
 
-    async def _deliver(self, raw: bytes, run: _BlockRun) -> TxResult:
+    async def _deliver(self, raw: bytes, tx_hash: bytes, run: _BlockRun) -> TxResult:
         try:
             tx, payload = self._authenticate(raw)
         except TxError as exc:
+            run.senders.append(("", b""))
             return TxResult(exc.code, str(exc))
+        run.senders.append((tx.type, tx.signer))
+        self.state.cause = (tx.type, tx_hash)
         expected = await self.state.nonce(tx.signer)
         if tx.nonce != expected:
             return TxResult(TxCode.BAD_NONCE, f"nonce {tx.nonce}, expected {expected}")
@@ -507,6 +524,7 @@ class Ledger(Queries):
         if not await self.state.processed_ids([rid]) and not await self.state.pending_ids([rid]):
             expiration = run.ctx.height + self._period(event_type, run)
             await self.state.add_resolutions([ResolutionRow(rid, event_type, body, proposer, expiration)])
+            run.opened[event_type] = run.opened.get(event_type, 0) + 1
         return rid
 
     async def _vote(self, voter: bytes, events: list[tuple[str, bytes]], run: _BlockRun) -> None:
@@ -536,6 +554,8 @@ class Ledger(Queries):
             except ValueError as exc:
                 raise TxError(TxCode.INSUFFICIENT_BALANCE, f"cannot pay vote fees: {exc}") from None
         await s.add_resolutions(new)
+        for row in new:
+            run.opened[row.type] = run.opened.get(row.type, 0) + 1
         await s.add_votes(votes, voter)
         run.touched.update(dict.fromkeys(votes))
 
@@ -571,6 +591,7 @@ class Ledger(Queries):
         outcomes: list[tuple[bytes, str, Outcome]] = []
         processed: list[tuple[bytes, str, bytes, int, str, str]] = []
         for res in confirmed:
+            s.cause = (res.type, res.id)
             status, error = Outcome.CONFIRMED, ""
             try:
                 async with s.savepoint():
@@ -599,11 +620,13 @@ class Ledger(Queries):
             expired_voters = await s.voters([r.id for r in expired])
             before = registered_resolutions(ctx.height - 1)  # a type retired now: its last config
             for row in expired:
+                s.cause = (row.type, row.id)
                 approved = sum(validators.get(v, 0) for v in expired_voters[row.id])
                 config = registry.get(row.type) or before[row.type]
                 if passes(approved, total, config.refund_threshold):
                     await self._refund(expired_voters[row.id])
         for row in expired:
+            s.cause = (row.type, row.id)
             if row.type == governance.JOIN:  # the candidate gets its bond back
                 await governance.release_bond(LedgerApp(s, governance.JOIN, ctx.height), row.id, row.body)
         await s.remove_resolutions([r.id for r in expired])

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bridge.encoding import Writer
+from bridge.ledger.types import Movement
 from bridge.sqlite import chunks, marks
 
 SCHEMA = """
@@ -98,6 +99,7 @@ class Savepoint:
         s = self.state
         s._depth += 1
         self.depth, self.mark, self.undo_mark = s._depth, len(s.log), len(s._undo)
+        self.moved_mark = len(s.movements)
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         s, depth = self.state, self.depth
@@ -105,6 +107,7 @@ class Savepoint:
             if s._opened >= depth:
                 s.db.execute(f"ROLLBACK TO sp{depth}")
             del s.log[self.mark :]
+            del s.movements[self.moved_mark :]
             while len(s._undo) > self.undo_mark:
                 cache, key, old = s._undo.pop()
                 if old is _MISSING:
@@ -123,6 +126,10 @@ class State:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.log: list[Entry] = []
+        # Balance changes, each with what made it (``cause``: set by the ledger before each
+        # transaction and resolution): reported in the block result, not hashed.
+        self.movements: list[Movement] = []
+        self.cause: tuple[str, bytes] = ("", b"")
         # A block's writes to the hot tables stay in memory until commit writes them with one
         # executemany each: most resolutions are confirmed and removed in the block their
         # last vote lands in (their rows would be written only to be deleted), and a resolve
@@ -143,6 +150,7 @@ class State:
 
     def _reset(self) -> None:
         self.log, self._new, self._new_votes, self._kv, self._balances, self._undo = [], {}, {}, {}, {}, []
+        self.movements = []
 
     def _open_savepoints(self) -> None:
         while self._opened < self._depth:
@@ -222,6 +230,10 @@ class State:
             return self._balances[account]
         row = await self._one("SELECT balance FROM accounts WHERE id = ?", (account,))
         return 0 if row is None else int(row[0])
+
+    def moved(self, account: str, delta: int) -> None:
+        """Report a balance change (its write is ``set_balance``'s) with the current cause."""
+        self.movements.append(Movement(account, delta, *self.cause))
 
     async def set_balance(self, account: str, balance: int) -> None:
         self._remember(self._balances, account, balance)

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from bridge.errors import ConfigError, TxCode
 from bridge.hints import command
@@ -167,6 +167,16 @@ class Outcome(StrEnum):
     EXPIRED = "expired"  # not enough votes in time, or its type was retired
 
 
+class Movement(NamedTuple):
+    """A balance change and what made it: a transaction (``cause`` its type, ``ref`` its
+    sha256) or a resolution (its type and id)."""
+
+    account: str
+    delta: int
+    cause: str
+    ref: bytes
+
+
 @dataclass(frozen=True)
 class BlockResult:
     tx_results: tuple[TxResult, ...]
@@ -174,3 +184,9 @@ class BlockResult:
     app_hash: bytes
     resolved: tuple[tuple[bytes, str, Outcome], ...] = field(default=())  # (id, type, outcome)
     tx_hashes: tuple[bytes, ...] = ()  # sha256 of each transaction, in tx_results' order
+    # What the block did, for readers such as the explorer (none of it is in the app hash,
+    # which covers the writes themselves): balance changes in order, each transaction's
+    # (type, signer) ("", b"" if it did not authenticate) and new resolutions per type.
+    movements: tuple[Movement, ...] = ()
+    senders: tuple[tuple[str, bytes], ...] = ()
+    opened: tuple[tuple[str, int], ...] = ()
