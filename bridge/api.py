@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge import explorer
 from bridge.encoding import Reader
 from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
@@ -21,6 +22,7 @@ from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
 from bridge.queries import add_query_routes, extension_problems
 from bridge.supervisor import ListenerState
 from bridge.txs import MAX_TX_BYTES, Tx
+from bridge.withdrawals import onchain
 
 if TYPE_CHECKING:
     from bridge.node import Node
@@ -243,6 +245,24 @@ async def withdrawal(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+@routes.get("/v1/withdrawals/{id}/claim")
+async def withdrawal_claim(request: web.Request) -> web.Response:
+    """The calldata a wallet sends to the escrow to claim a signed withdrawal itself."""
+    text = request.match_info["id"]
+    if not text.isdigit() or len(text) > 20:
+        raise _bad("id: a withdrawal id is a non-negative integer")
+    ledger = request.app[NODE].ledger
+    found = await ledger.committed_withdrawals().status(int(text))
+    if found is None:
+        return _error(404, f"no withdrawal {text}")
+    if found["status"] != "signed" or ledger.escrow is None:
+        return _error(409, f"withdrawal {text} is {found['status']}: only a signed one can be claimed")
+    escrow = "0x" + ledger.escrow.escrow.hex()
+    return web.json_response(
+        {"chain_id": ledger.escrow.chain_id, "escrow": escrow, **onchain.claim_calls(escrow, found)}
+    )
+
+
 @routes.get("/v1/txs/{hash}")
 async def tx_result(request: web.Request) -> web.Response:
     """A transaction's result, once it is in a block (404 before, or once it is old: this
@@ -386,6 +406,7 @@ def create_app(node: Node, body_timeout: float = BODY_TIMEOUT) -> web.Applicatio
     app[NODE] = node
     app[BODY_DEADLINE] = body_timeout
     app.add_routes(routes)
+    explorer.add_routes(app, lambda request: request.app[NODE], readiness)
     add_query_routes(app, lambda request: request.app[NODE])  # resolutions.register_query
     return app
 

@@ -24,6 +24,7 @@ from bridge.engines.cometbft import CometEngine
 from bridge.engines.solo import SoloEngine
 from bridge.errors import ConfigError
 from bridge.eventstore import PENDING, VOTED, EventStore
+from bridge.explorer import History
 from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
 from bridge.ledger import BlockResult, Genesis, Ledger, TxResult
@@ -132,6 +133,12 @@ class Node:
             self.tx_results[tx_hash] = (self.ledger.height, tx_result)
         while len(self.tx_results) > RECENT_TX_RESULTS:
             self.tx_results.popitem(last=False)
+        lag = {
+            name: int(status.info["blocks_left"])
+            for name, status in self.listener_status.items()
+            if isinstance(status.info.get("blocks_left"), int)
+        }
+        await self.history.record(self.ledger.height, self.ledger.time_ns, result.app_hash, result, lag)
         m = self.metrics
         m.height.set(self.ledger.height)
         for r in result.tx_results:
@@ -172,6 +179,7 @@ class Node:
         s = self.settings
         self.ledger = await Ledger.open(data / "ledger.sqlite")
         self.store = await EventStore.open(data / "events.sqlite")
+        self.history = await History.open(data / "explorer.sqlite")
         runner: web.AppRunner | None = None
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -262,7 +270,9 @@ class Node:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.history.closing.set()  # the explorer's live streams end, so the API can stop
             if runner is not None:
                 await runner.cleanup()
+            await self.history.close()
             await self.store.close()
             await self.ledger.close()

@@ -39,7 +39,7 @@ class NodeView:
         return await self._ledger.kv_prefix(namespace, prefix, limit)
 
     async def pending(self, resolution_type: str) -> list[PendingResolution]:
-        return [PendingResolution(i, b, p) for i, b, p in await self._ledger.pending(resolution_type)]
+        return [PendingResolution(i, b, p, v) for i, b, p, v in await self._ledger.pending(resolution_type)]
 
     async def processed_body(self, resolution_id: bytes) -> bytes | None:
         return await self._ledger.processed_body(resolution_id)

@@ -268,6 +268,7 @@ class PendingResolution:
     id: bytes
     body: bytes
     approved_power: int  # the power of the validators that voted for it so far
+    voters: tuple[bytes, ...] = ()  # their ed25519 keys, sorted
 
 
 @dataclass(frozen=True)

@@ -687,3 +687,15 @@ async def test_a_block_reports_its_balance_changes_senders_and_new_resolutions(c
     assert result.opened == (("broken", 1), ("credit", 1))
     assert (await c.block()).movements == ()
     await c.close()
+
+
+async def test_pending_resolutions_list_their_voters(chains: Chains) -> None:
+    """What `GET /v1/deposits/{tx}` and the explorer show as "voted by" for a pending one."""
+    register_credit("credit")
+    c = await chains.open("v", genesis(KEYS, [10, 10, 10, 10]))
+    event = ("credit", credit_body("carol", 7))
+    await c.block(c.vote(KEYS[2], event), c.vote(KEYS[0], event))
+    assert await c.ledger.pending("credit") == [
+        (event_id(*event), event[1], 20, tuple(sorted([KEYS[0].public, KEYS[2].public])))
+    ]
+    await c.close()

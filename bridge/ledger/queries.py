@@ -105,15 +105,24 @@ class Queries:
         async with self._reader.execute(sql, (namespace, len(prefix), prefix, limit)) as cur:
             return [(bytes(k), bytes(v)) async for k, v in cur]
 
-    async def pending(self, type_: str) -> list[tuple[bytes, bytes, int]]:
-        """(id, body, approved power) of every pending resolution of ``type_``."""
+    async def pending(self, type_: str) -> list[tuple[bytes, bytes, int, tuple[bytes, ...]]]:
+        """(id, body, approved power, voters by key) of every pending resolution of ``type_``."""
         sql = (
             "SELECT r.id, r.body, COALESCE(SUM(v.power), 0) FROM resolutions r"
             " LEFT JOIN votes x ON x.resolution_id = r.id LEFT JOIN validators v ON v.pubkey = x.voter"
             " WHERE r.type = ? GROUP BY r.id ORDER BY r.id"
         )
         async with self._reader.execute(sql, (type_,)) as cur:
-            return [(bytes(i), bytes(b), int(p)) async for i, b, p in cur]
+            rows = [(bytes(i), bytes(b), int(p)) async for i, b, p in cur]
+        voters: dict[bytes, list[bytes]] = {}
+        sql = (
+            "SELECT x.resolution_id, x.voter FROM votes x JOIN resolutions r ON r.id = x.resolution_id"
+            " WHERE r.type = ? ORDER BY x.resolution_id, x.voter"
+        )
+        async with self._reader.execute(sql, (type_,)) as cur:
+            async for rid, voter in cur:
+                voters.setdefault(bytes(rid), []).append(bytes(voter))
+        return [(i, b, p, tuple(voters.get(i, ()))) for i, b, p in rows]
 
     async def processed_body(self, rid: bytes) -> bytes | None:
         async with self._reader.execute("SELECT body FROM processed WHERE id = ?", (rid,)) as cur:

@@ -7,7 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from listeners.ethereum import Chain
+from eth_utils.address import to_checksum_address
+from web3 import Web3
+
+from listeners.ethereum import Chain, artifact
 
 
 def _hex(value: str) -> bytes:
@@ -59,3 +62,28 @@ async def update_valset(
         valset_arg(chain, new), valset_arg(chain, current), signatures_arg(signatures)
     )
     return await chain.call(call)
+
+
+def claim_calls(escrow: str, status: Mapping[str, Any]) -> dict[str, str]:
+    """The calldata a wallet sends to claim a signed withdrawal itself (the explorer's claim
+    button): ``batch_root`` asks whether the batch's root is posted (an ``eth_call``; zero:
+    not yet), ``submit_batch`` posts it, ``claim`` pays."""
+    contract = Web3().eth.contract(address=to_checksum_address(escrow), abi=artifact("BridgeEscrow")["abi"])
+    valset = status["valset"]
+    batch, proof = int(status["batch"]), [_hex(p) for p in status["proof"]]
+    withdrawal = (int(status["id"]), to_checksum_address(status["recipient"]), int(status["amount"]))
+    signers = [to_checksum_address(a) for a in valset["signers"]]
+    return {
+        "batch_root": contract.encode_abi("batchRoots", [batch]),
+        "submit_batch": contract.encode_abi(
+            "submitBatch",
+            [
+                batch,
+                _hex(status["root"]),
+                int(status["total"]),
+                (int(valset["nonce"]), signers, [int(p) for p in valset["powers"]]),
+                signatures_arg(status["signatures"]),
+            ],
+        ),
+        "claim": contract.encode_abi("claim", [batch, withdrawal, proof]),
+    }

@@ -89,6 +89,7 @@ async def find_deposits(tx_hash: bytes, reader: NodeReader) -> list[dict[str, An
                 "voted_by_this_node": voted,
                 "resolution_id": p.id.hex(),
                 "approved_power": p.approved_power,
+                "voters": [v.hex() for v in p.voters],
                 "required_power": need,
                 "total_power": total,
             }
