@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge import explorer
 from bridge.encoding import Reader
+from bridge.engines.cometbft import CometEngine
 from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
 from bridge.ledger import governance
@@ -164,7 +165,11 @@ async def network(request: web.Request) -> web.Response:
 
     node = request.app[NODE]
     comet = node.home / node.settings.cometbft.home if node.settings.node.engine == "cometbft" else None
-    return web.json_response(network_info(node.genesis, comet))
+    info = network_info(node.genesis, comet)
+    if isinstance(node.engine, CometEngine) and info["cometbft"] is not None:
+        # Where a state-syncing node's light client starts: this node's latest block.
+        info["cometbft"]["state_sync"] = await node.engine.trust_point()
+    return web.json_response(info)
 
 
 @routes.get("/v1/accounts/{address}")

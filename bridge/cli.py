@@ -70,7 +70,16 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise CliError(f"{url} does not run a CometBFT network (only those can be joined)")
     peers = args.peers or f"{comet['node_id']}@{urlsplit(url).hostname}:{comet['p2p_port']}"
     ports = devnet.Ports(api=args.api_port, p2p=args.p2p_port, rpc=args.rpc_port)
-    key = devnet.write_joining_home(args.home, info, ports, peers, host=args.host)
+    state_sync = None
+    if args.state_sync:
+        point = comet.get("state_sync")
+        if not point:
+            raise CliError(f"{url} offers no state sync point (it has no block yet, or an older version)")
+        servers = args.rpc_servers or f"{point['rpc']},{point['rpc']}"
+        state_sync = {**point, "rpc_servers": servers}
+    elif args.rpc_servers:
+        raise CliError("--rpc-servers goes with --state-sync")
+    key = devnet.write_joining_home(args.home, info, ports, peers, host=args.host, state_sync=state_sync)
     chain_id = info["genesis"]["chain_id"]
     print(
         json.dumps(
@@ -316,6 +325,16 @@ def parser() -> argparse.ArgumentParser:
         "--rpc-port", type=int, default=26657, help="with --join: CometBFT's RPC (default 26657)"
     )
     init.add_argument("--host", default="127.0.0.1", help="with --join: the address to listen on")
+    init.add_argument(
+        "--state-sync",
+        action="store_true",
+        help="with --join: start from that node's newest snapshot instead of replaying every block",
+    )
+    init.add_argument(
+        "--rpc-servers",
+        help="with --state-sync: CometBFT RPC URLs the light client checks the snapshot with,"
+        " comma-separated (default: the joined node's, twice)",
+    )
     init.set_defaults(fn=cmd_init)
 
     start = sub.add_parser("start", help="run the node until SIGINT or SIGTERM")

@@ -50,6 +50,16 @@ class CometConfig(Section):
     home: str = Field("cometbft", description="CometBFT's home, relative to the node's home")
     binary: str = Field("", description="the cometbft binary (default: the project's .tools/bin, then PATH)")
     rpc_laddr: str = Field("tcp://127.0.0.1:26657", description="CometBFT's RPC address (loopback)")
+    snapshot_interval: int = Field(
+        1000, ge=0, description="take a state-sync snapshot of the ledger every this many blocks (0: never)"
+    )
+    snapshot_keep: int = Field(2, ge=1, description="how many snapshots to keep (older ones are deleted)")
+    retain_blocks: int = Field(
+        0,
+        ge=0,
+        description="let CometBFT prune blocks older than this many, never past the newest snapshot"
+        " (0: keep every block)",
+    )
 
 
 class ApiConfig(Section):

@@ -28,6 +28,7 @@ from bridge.explorer import History
 from bridge.extensions import load_extensions
 from bridge.keys import NodeKey
 from bridge.ledger import BlockResult, Genesis, Ledger, TxResult
+from bridge.ledger.snapshots import Snapshots
 from bridge.metrics import ListenerCollector, Metrics
 from bridge.sqlite import disk_full
 from bridge.supervisor import Supervisor
@@ -77,6 +78,7 @@ class Node:
         # The results of the latest transactions in blocks (by sha256 of the raw bytes), for
         # `GET /v1/txs/{hash}`: local to this node, and only the most recent ones.
         self.tx_results: OrderedDict[bytes, tuple[int, TxResult]] = OrderedDict()
+        self.snapshots: Snapshots | None = None  # on CometBFT: the state-sync snapshots
 
     @classmethod
     def from_home(cls, home: Path) -> Node:
@@ -115,6 +117,8 @@ class Node:
             raise ConfigError(
                 f"cometbft.binary: no cometbft at {BUNDLED_COMETBFT} or on PATH (run `make cometbft`)"
             )
+        folder = self.home / DATA_DIR / "snapshots"
+        self.snapshots = Snapshots(folder, s.cometbft.snapshot_interval, s.cometbft.snapshot_keep)
         # CometBFT calls InitChain itself, with its own genesis, which must match ours.
         return CometEngine(
             self.ledger,
@@ -122,6 +126,8 @@ class Node:
             binary=binary,
             home=self.home / s.cometbft.home,
             rpc_laddr=s.cometbft.rpc_laddr,
+            snapshots=self.snapshots,
+            retain_blocks=s.cometbft.retain_blocks,
         )
 
     @property
@@ -274,5 +280,7 @@ class Node:
             if runner is not None:
                 await runner.cleanup()
             await self.history.close()
+            if self.snapshots is not None:
+                await self.snapshots.wait()  # a snapshot being written is finished, not torn
             await self.store.close()
             await self.ledger.close()

@@ -46,6 +46,7 @@ from bridge.engines.abci.types import (
     ValidatorUpdate,
     VoteInfo,
 )
+from bridge.ledger import snapshots
 
 PROTO = Path(__file__).parent / "abci" / "minimal.proto"
 NS = 1_000_000_000
@@ -391,3 +392,6 @@ def test_enums_match(pb):
     assert ours(types.VerifyStatus) == values(pb.ResponseVerifyVoteExtension.VerifyStatus)
     for result in (pb.ResponseOfferSnapshot.Result, pb.ResponseApplySnapshotChunk.Result):
         assert ours(types.SnapshotResult).items() <= values(result).items()
+    # The ledger's state-sync answers (bridge/ledger/snapshots.py).
+    assert ours(snapshots.Offer).items() <= values(pb.ResponseOfferSnapshot.Result).items()
+    assert ours(snapshots.Apply).items() <= values(pb.ResponseApplySnapshotChunk.Result).items()

@@ -45,6 +45,8 @@ from bridge.engines.abci.types import (
     InitChainResponse,
     ListSnapshotsRequest,
     ListSnapshotsResponse,
+    LoadSnapshotChunkRequest,
+    LoadSnapshotChunkResponse,
     OfferSnapshotRequest,
     OfferSnapshotResponse,
     PrepareProposalRequest,
@@ -56,6 +58,7 @@ from bridge.engines.abci.types import (
     QueryResponse,
     Request,
     Response,
+    Snapshot,
     VerifyVoteExtensionRequest,
     VerifyVoteExtensionResponse,
 )
@@ -240,6 +243,37 @@ async def test_server_answers_vote_extensions_and_snapshots_itself(tcp_server: A
         assert await client.call(OfferSnapshotRequest()) == OfferSnapshotResponse(2)  # ABORT
         assert await client.call(ApplySnapshotChunkRequest()) == ApplySnapshotChunkResponse(2)
     assert tcp_server.app.calls == []  # type: ignore[attr-defined]
+
+
+class SnapshotKVApp(KVApp):
+    """A KVApp that serves one snapshot: the server hands it the snapshot requests."""
+
+    async def list_snapshots(self, req: ListSnapshotsRequest) -> ListSnapshotsResponse:
+        self.calls.append("list_snapshots")
+        return ListSnapshotsResponse((Snapshot(height=4, format=1, chunks=1, hash=b"h" * 32),))
+
+    async def offer_snapshot(self, req: OfferSnapshotRequest) -> OfferSnapshotResponse:
+        self.calls.append("offer_snapshot")
+        return OfferSnapshotResponse(1)
+
+    async def load_snapshot_chunk(self, req: LoadSnapshotChunkRequest) -> LoadSnapshotChunkResponse:
+        self.calls.append("load_snapshot_chunk")
+        return LoadSnapshotChunkResponse(b"chunk %d" % req.chunk)
+
+    async def apply_snapshot_chunk(self, req: ApplySnapshotChunkRequest) -> ApplySnapshotChunkResponse:
+        self.calls.append("apply_snapshot_chunk")
+        return ApplySnapshotChunkResponse(1)
+
+
+async def test_an_app_with_snapshots_answers_the_snapshot_requests(tmp_path: Path) -> None:
+    app = SnapshotKVApp(Disk())
+    async with AbciServer(app, f"unix://{tmp_path}/app.sock") as server, Client.connect(server) as client:
+        listed = await client.call(ListSnapshotsRequest())
+        assert listed == ListSnapshotsResponse((Snapshot(height=4, format=1, chunks=1, hash=b"h" * 32),))
+        assert await client.call(OfferSnapshotRequest()) == OfferSnapshotResponse(1)
+        assert await client.call(LoadSnapshotChunkRequest(chunk=2)) == LoadSnapshotChunkResponse(b"chunk 2")
+        assert await client.call(ApplySnapshotChunkRequest()) == ApplySnapshotChunkResponse(1)
+    assert app.calls == ["list_snapshots", "offer_snapshot", "load_snapshot_chunk", "apply_snapshot_chunk"]
 
 
 async def test_a_block_over_the_four_connections(tmp_path: Path) -> None:

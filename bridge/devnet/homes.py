@@ -132,7 +132,10 @@ def write_comet_home(
     rpc_host: str = "127.0.0.1",
     p2p_host: str = "127.0.0.1",
     consensus: dict[str, Any] = CONSENSUS,
+    state_sync: dict[str, Any] | None = None,
 ) -> None:
+    """CometBFT's home; with ``state_sync`` (``rpc_servers``, ``trust_height``,
+    ``trust_hash``) it starts from a snapshot its light client checks against those servers."""
     config, data = home / "config", home / "data"
     config.mkdir(parents=True, exist_ok=True)
     data.mkdir(parents=True, exist_ok=True)
@@ -164,6 +167,15 @@ def write_comet_home(
         "consensus": consensus,
         "instrumentation": {"prometheus": False},
     }
+    if state_sync is not None:
+        sections["statesync"] = {
+            "enable": True,
+            "rpc_servers": state_sync["rpc_servers"],
+            "trust_height": int(state_sync["trust_height"]),
+            "trust_hash": str(state_sync["trust_hash"]),
+            "trust_period": "168h0m0s",
+            "discovery_time": "5s",
+        }
     lines = ["# Written by `bridge devnet`; CometBFT fills in every other key with its default."]
     for section, values in sections.items():
         if section:
@@ -229,11 +241,17 @@ def network_info(genesis: Genesis, comet_home: Path | None) -> dict[str, Any]:
 
 
 def write_joining_home(
-    home: Path, info: dict[str, Any], ports: Ports, peers: str, *, host: str = "127.0.0.1"
+    home: Path,
+    info: dict[str, Any],
+    ports: Ports,
+    peers: str,
+    *,
+    host: str = "127.0.0.1",
+    state_sync: dict[str, Any] | None = None,
 ) -> NodeKey:
     """A home for a node that joins the network ``info`` describes (see :func:`network_info`),
-    with new keys, dialing ``peers``; it follows the chain as an observer until a join passes.
-    Returns its key (its node id)."""
+    with new keys, dialing ``peers``; it follows the chain as an observer until a join passes,
+    from a snapshot if ``state_sync`` (see :func:`write_comet_home`). Returns its key."""
     if info.get("cometbft") is None:
         raise BridgeError("that node runs the solo engine: only a CometBFT network can be joined")
     key = NodeKey.generate()
@@ -252,6 +270,7 @@ def write_joining_home(
         rpc_host=host,
         p2p_host=host,
         consensus=info["cometbft"].get("consensus", CONSENSUS),
+        state_sync=state_sync,
     )
     return key
 

@@ -25,6 +25,8 @@ import aiohttp
 from bridge import __version__
 from bridge.engines.abci import AbciServer
 from bridge.engines.abci.types import (
+    ApplySnapshotChunkRequest,
+    ApplySnapshotChunkResponse,
     CheckTxRequest,
     CheckTxResponse,
     CheckTxType,
@@ -37,6 +39,12 @@ from bridge.engines.abci.types import (
     InfoResponse,
     InitChainRequest,
     InitChainResponse,
+    ListSnapshotsRequest,
+    ListSnapshotsResponse,
+    LoadSnapshotChunkRequest,
+    LoadSnapshotChunkResponse,
+    OfferSnapshotRequest,
+    OfferSnapshotResponse,
     PrepareProposalRequest,
     PrepareProposalResponse,
     ProcessProposalRequest,
@@ -46,8 +54,10 @@ from bridge.engines.abci.types import (
     QueryResponse,
     ValidatorUpdate,
 )
+from bridge.engines.abci.types import Snapshot as AbciSnapshot
 from bridge.errors import TxCode
 from bridge.ledger import Block, BlockResult, Genesis, Ledger, TxResult
+from bridge.ledger.snapshots import FORMAT, Offer, Snapshot, Snapshots
 from bridge.txs import Tx
 
 log = logging.getLogger("bridge.engines.cometbft")
@@ -65,10 +75,19 @@ MEMPOOL_MAX_WAIT = 100
 
 
 class LedgerApplication:
-    """The ledger behind CometBFT's ABCI connections (one app-wide lock is the server's)."""
+    """The ledger behind CometBFT's ABCI connections (one app-wide lock is the server's),
+    with its state-sync snapshots."""
 
-    def __init__(self, ledger: Ledger, genesis: Genesis, committed: asyncio.Queue[BlockResult]) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        genesis: Genesis,
+        committed: asyncio.Queue[BlockResult],
+        snapshots: Snapshots | None = None,
+        retain_blocks: int = 0,
+    ) -> None:
         self.ledger, self.genesis, self._committed = ledger, genesis, committed
+        self.snapshots, self.retain_blocks = snapshots, retain_blocks
         # The proposer's own votes, straight into its proposal: (max bytes) -> signed txs.
         self.injector: Callable[[int], Awaitable[list[bytes]]] | None = None
         self._result: BlockResult | None = None
@@ -143,7 +162,52 @@ class LedgerApplication:
         if self._result is not None:
             self._committed.put_nowait(self._result)  # handled after this answer, off the lock
             self._result = None
-        return CommitResponse()
+        height, snapshots = self.ledger.height, self.snapshots
+        if snapshots is None or self.ledger.path is None:
+            return CommitResponse()
+        if snapshots.due(height):
+            snapshots.take(self.ledger.path, height)
+        # Blocks below the newest snapshot are not needed to join (state sync restores it).
+        keep_from = min(snapshots.latest, height - self.retain_blocks) if self.retain_blocks else 0
+        return CommitResponse(retain_height=max(0, keep_from))
+
+    # -- state sync -- #
+
+    async def list_snapshots(self, req: ListSnapshotsRequest) -> ListSnapshotsResponse:
+        found = self.snapshots.list() if self.snapshots else []
+        return ListSnapshotsResponse(tuple(AbciSnapshot(s.height, FORMAT, s.chunks, s.hash) for s in found))
+
+    async def load_snapshot_chunk(self, req: LoadSnapshotChunkRequest) -> LoadSnapshotChunkResponse:
+        if self.snapshots is None or req.format != FORMAT:
+            return LoadSnapshotChunkResponse()
+        return LoadSnapshotChunkResponse(await asyncio.to_thread(self.snapshots.chunk, req.height, req.chunk))
+
+    async def offer_snapshot(self, req: OfferSnapshotRequest) -> OfferSnapshotResponse:
+        offered = req.snapshot
+        if self.snapshots is None or offered is None or self.ledger.path is None:
+            return OfferSnapshotResponse(Offer.ABORT)
+        snapshot = Snapshot(offered.height, offered.chunks, offered.hash)
+        result = self.snapshots.offer(snapshot, offered.format, req.app_hash, self.ledger.height)
+        log.info(
+            "offered the snapshot of height %d in %d chunk(s): %s",
+            offered.height,
+            offered.chunks,
+            result.name,
+        )
+        return OfferSnapshotResponse(result)
+
+    async def apply_snapshot_chunk(self, req: ApplySnapshotChunkRequest) -> ApplySnapshotChunkResponse:
+        assert self.snapshots is not None and self.ledger.path is not None  # offer_snapshot accepted
+        restored = self.ledger.path.with_name("restored.sqlite")
+        result, complete = await asyncio.to_thread(self.snapshots.apply, req.index, req.chunk, restored)
+        if complete:
+            await self.ledger.adopt(restored)
+            log.info(
+                "restored the snapshot of height %d (app hash %s)",
+                self.ledger.height,
+                self.ledger.app_hash.hex(),
+            )
+        return ApplySnapshotChunkResponse(result)
 
 
 def _die_with_parent() -> None:
@@ -162,6 +226,8 @@ class CometEngine:
         home: Path,
         rpc_laddr: str,
         restart_delay: float = 1.0,
+        snapshots: Snapshots | None = None,
+        retain_blocks: int = 0,
     ) -> None:
         self.ledger, self.binary, self.home, self.rpc_laddr = ledger, binary, home, rpc_laddr
         self.rpc_url = "http://" + rpc_laddr.removeprefix("tcp://")
@@ -171,7 +237,7 @@ class CometEngine:
         self.mempool_size = 0
         self.crashes = 0
         self._committed: asyncio.Queue[BlockResult] = asyncio.Queue()
-        self.app = LedgerApplication(ledger, genesis, self._committed)
+        self.app = LedgerApplication(ledger, genesis, self._committed, snapshots, retain_blocks)
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -195,6 +261,20 @@ class CometEngine:
         if "error" in data:
             raise RuntimeError(f"{method}: {data['error']}")
         return data["result"]
+
+    async def trust_point(self) -> dict[str, Any] | None:
+        """This node's CometBFT RPC and its latest block's height and hash: where a
+        state-syncing node's light client may start (None before the first block)."""
+        try:
+            block = await self._rpc("block", {})
+        except (aiohttp.ClientError, RuntimeError, TimeoutError):
+            return None
+        height = int(block["block"]["header"]["height"])
+        return (
+            None
+            if height < 1
+            else {"rpc": self.rpc_url, "trust_height": height, "trust_hash": block["block_id"]["hash"]}
+        )
 
     async def submit(self, raw: bytes) -> TxResult:
         try:

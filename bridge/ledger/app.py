@@ -165,11 +165,8 @@ class Ledger(Queries):
     def __init__(
         self, db: sqlite3.Connection, view: sqlite3.Connection, reader: aiosqlite.Connection
     ) -> None:
-        self._db, self._view, self._reader = db, view, reader
-        self.state = State(db)
-        # Committed state only: point reads for check_tx and queries on ``view``; the API's
-        # scans on ``reader``, in aiosqlite's thread, so a long one never stalls the loop.
-        self.view = State(view)
+        self._attach(db, view, reader)
+        self.path: Path | None = None  # the database's file (None: not opened from one)
         self.chain_id = ""
         self.height = 0
         self.app_hash = b""
@@ -181,13 +178,37 @@ class Ledger(Queries):
         self.escrow: Domain | None = None  # the genesis' escrow: withdrawals are on
         self._pending: tuple[int, bytes, int] | None = None
 
-    @classmethod
-    async def open(cls, path: Path) -> Ledger:
+    def _attach(self, db: sqlite3.Connection, view: sqlite3.Connection, reader: aiosqlite.Connection) -> None:
+        self._db, self._view, self._reader = db, view, reader
+        self.state = State(db)
+        # Committed state only: point reads for check_tx and queries on ``view``; the API's
+        # scans on ``reader``, in aiosqlite's thread, so a long one never stalls the loop.
+        self.view = State(view)
+
+    @staticmethod
+    async def _connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection, aiosqlite.Connection]:
         db = sqlite.connect_sync(path)
         await State(db).create()
-        ledger = cls(db, sqlite.connect_sync(path, readonly=True), await sqlite.connect(path, readonly=True))
+        return db, sqlite.connect_sync(path, readonly=True), await sqlite.connect(path, readonly=True)
+
+    @classmethod
+    async def open(cls, path: Path) -> Ledger:
+        ledger = cls(*await cls._connect(path))
+        ledger.path = path
         await ledger._load()
         return ledger
+
+    async def adopt(self, restored: Path) -> None:
+        """Make the state in ``restored`` (a snapshot, see :mod:`bridge.ledger.snapshots`)
+        this ledger's: for a node that has committed nothing yet, instead of replaying blocks."""
+        if self.path is None or self.height != 0:
+            raise RuntimeError("only an empty ledger opened from a file adopts a snapshot")
+        await self.close()
+        for suffix in ("-wal", "-shm"):
+            self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+        restored.replace(self.path)
+        self._attach(*await self._connect(self.path))
+        await self._load()
 
     async def close(self) -> None:
         await self.state.rollback()  # an uncommitted block is discarded, as in a crash

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import os
 import stat
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bridge.engines.abci.codec import decode_request, encode_response
 from bridge.engines.abci.types import (
@@ -70,8 +70,9 @@ MAX_FRAME = 64 << 20  # bytes; CometBFT's own limit is 2 GiB, a block is at most
 
 
 class Application(Protocol):
-    """What the server calls, under its lock. Vote extensions and snapshots are answered by the
-    server itself (empty extension, ACCEPT, no snapshots, ABORT any restoration)."""
+    """What the server calls, under its lock. Vote extensions are answered by the server itself
+    (empty extension, ACCEPT), and so are snapshots unless the application is also a
+    :class:`SnapshotApplication` (no snapshots, ABORT any restoration)."""
 
     async def info(self, req: InfoRequest) -> InfoResponse: ...
     async def init_chain(self, req: InitChainRequest) -> InitChainResponse: ...
@@ -81,6 +82,24 @@ class Application(Protocol):
     async def process_proposal(self, req: ProcessProposalRequest) -> ProcessProposalResponse: ...
     async def finalize_block(self, req: FinalizeBlockRequest) -> FinalizeBlockResponse: ...
     async def commit(self, req: CommitRequest) -> CommitResponse: ...
+
+
+@runtime_checkable
+class SnapshotApplication(Protocol):
+    """An application that serves and restores state-sync snapshots."""
+
+    async def list_snapshots(self, req: ListSnapshotsRequest) -> ListSnapshotsResponse: ...
+    async def offer_snapshot(self, req: OfferSnapshotRequest) -> OfferSnapshotResponse: ...
+    async def load_snapshot_chunk(self, req: LoadSnapshotChunkRequest) -> LoadSnapshotChunkResponse: ...
+    async def apply_snapshot_chunk(self, req: ApplySnapshotChunkRequest) -> ApplySnapshotChunkResponse: ...
+
+
+SNAPSHOT_REQUESTS = (
+    ListSnapshotsRequest,
+    OfferSnapshotRequest,
+    LoadSnapshotChunkRequest,
+    ApplySnapshotChunkRequest,
+)
 
 
 def _answer_locally(req: Request) -> Response | None:
@@ -123,6 +142,14 @@ async def _call(app: Application, req: Request) -> Response:
         resp, expected = await app.finalize_block(req), FinalizeBlockResponse
     elif isinstance(req, CommitRequest):
         resp, expected = await app.commit(req), CommitResponse
+    elif isinstance(app, SnapshotApplication) and isinstance(req, ListSnapshotsRequest):
+        resp, expected = await app.list_snapshots(req), ListSnapshotsResponse
+    elif isinstance(app, SnapshotApplication) and isinstance(req, OfferSnapshotRequest):
+        resp, expected = await app.offer_snapshot(req), OfferSnapshotResponse
+    elif isinstance(app, SnapshotApplication) and isinstance(req, LoadSnapshotChunkRequest):
+        resp, expected = await app.load_snapshot_chunk(req), LoadSnapshotChunkResponse
+    elif isinstance(app, SnapshotApplication) and isinstance(req, ApplySnapshotChunkRequest):
+        resp, expected = await app.apply_snapshot_chunk(req), ApplySnapshotChunkResponse
     else:  # pragma: no cover - every Request member is handled here or in _answer_locally
         raise TypeError(f"no handler for {type(req).__name__}")
     if type(resp) is not expected:
@@ -147,6 +174,8 @@ class AbciServer:
         self, app: Application, address: str = "tcp://127.0.0.1:26658", *, max_frame: int = MAX_FRAME
     ) -> None:
         self.app = app
+        # Requests the application answers that the server would otherwise answer itself.
+        self._app_answers = SNAPSHOT_REQUESTS if isinstance(app, SnapshotApplication) else ()
         self.max_frame = max_frame
         self._kind, self._host, self._port = parse_address(address)
         self._lock = asyncio.Lock()
@@ -197,7 +226,7 @@ class AbciServer:
 
     async def handle(self, req: Request) -> Response:
         """One request's answer; application errors propagate."""
-        local = _answer_locally(req)
+        local = None if isinstance(req, self._app_answers) else _answer_locally(req)
         if local is not None:
             return local
         async with self._lock:
