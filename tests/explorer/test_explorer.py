@@ -124,7 +124,9 @@ async def test_the_explorer_follows_deposits_and_claims_a_withdrawal(
 
             await browser.until(account_shown, "the account's balance")
             rows = await browser.text(".account table")
-            assert rows.count("deposit credited") == len(AMOUNTS) and all(str(a) in rows for a in AMOUNTS)
+            assert rows.count("credit_account (resolution)") == len(AMOUNTS) and all(
+                str(a) in rows for a in AMOUNTS
+            )
             await browser.screenshot("#search-panel", "account")
 
             # Bad input: a clear message, no request for what cannot name anything.

@@ -151,12 +151,18 @@ function renderWithdrawal(w) {
   return card;
 }
 
+// What moved a balance: the ledger's own transactions by name; anything else is the
+// resolution type that credited or debited it (an extension's, e.g. a deposit's credit).
+const TX_WORDS = {
+  transfer: ["transfer sent", "transfer received"],
+  withdraw: ["withdrawal", "withdrawal"],
+  vote: ["vote fee", "vote fee back"],
+  join: ["join bond locked", "join bond back"],
+};
+
 function describeCause(row) {
-  const amount = BigInt(row.delta);
-  if (row.cause === "credit_account") return "deposit credited";
-  if (row.cause === "transfer") return amount < 0n ? "transfer sent" : "transfer received";
-  if (row.cause === "withdraw") return "withdrawal";
-  return row.cause || "?";
+  const words = TX_WORDS[row.cause];
+  return words ? words[BigInt(row.delta) < 0n ? 0 : 1] : `${row.cause} (resolution)`;
 }
 
 function renderAccount(a) {
