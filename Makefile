@@ -10,8 +10,9 @@ include contracts.mk
 include cometbft.mk
 include docker.mk
 include bench.mk
+include browser.mk
 
-install: $(STAMP) node-tools cometbft docker-compose-tool
+install: $(STAMP) node-tools cometbft docker-compose-tool browser
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +43,10 @@ e2e: install
 torture: install
 	$(BIN)/pytest -q -m torture
 
-# What CI runs (.ci/run).
+# What CI runs (.ci/run): the suite, then the compose network for real (tests/compose/).
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not compose"
+	$(MAKE) --no-print-directory compose-e2e
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -235,6 +235,10 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     elif args.devnet_command == "deploy":
         if not 1 <= args.validators <= 9:
             raise CliError("--validators must be between 1 and 9")
+        if args.if_missing and args.out is not None and args.out.exists():
+            # A restarted compose network: its nodes watch the contracts deployed the first time.
+            print(args.out.read_text().strip())
+            return 0
         setup = asyncio.run(devnet.run_setups(args.rpc, args.private_key, args.validators))
         if args.out is not None:
             _write_atomically(args.out, json.dumps(setup, indent=2) + "\n")
@@ -389,6 +393,9 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--private-key", default=ANVIL_KEY, help="a funded key (default: anvil's first)")
             cmd.add_argument("--validators", type=int, default=4, help="the network's validators (default 4)")
             cmd.add_argument("--out", type=Path, help="also write the printed JSON to this file")
+            cmd.add_argument(
+                "--if-missing", action="store_true", help="with --out: deploy nothing if that file exists"
+            )
             cmd.set_defaults(fn=cmd_devnet)
             continue
         cmd.add_argument(

@@ -107,7 +107,7 @@ def test_compose_commands_ports_and_homes_match_the_devnet(docker_homes: list[Pa
     spec = devnet.compose_spec()
     services = spec["services"]
     # anvil: the devnet's arguments, listening for the network.
-    assert services["anvil"]["command"] == [" ".join(["anvil", *devnet.anvil_args("0.0.0.0")])]
+    assert services["anvil"]["command"] == [" ".join(["exec", "anvil", *devnet.anvil_args("0.0.0.0")])]
     assert services["anvil"]["ports"] == [f"127.0.0.1:{compose.ANVIL_PORT}:{compose.ANVIL_PORT}"]
     # deploy: a real `bridge devnet deploy` (the extensions' setup steps against the anvil
     # service, as `devnet up` runs them), writing where init and e2e read.
@@ -172,12 +172,31 @@ def test_docker_homes_are_the_process_devnet_homes_but_for_addresses(
         )
 
 
-def test_dockerfile_builds_the_pinned_cometbft_and_the_targets_compose_uses() -> None:
+def test_dockerfile_takes_the_pinned_cometbft_and_builds_the_targets_compose_uses() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     pinned = re.search(r"^COMETBFT_VERSION := (\S+)$", (ROOT / "cometbft.mk").read_text(), re.M)
-    assert pinned and f"ARG COMETBFT_VERSION={pinned[1]}" in dockerfile
+    assert pinned and f"FROM cometbft/cometbft:{pinned[1]} AS cometbft" in dockerfile
+    assert "COPY --from=cometbft /usr/bin/cometbft " in dockerfile  # where the official image has it
     targets = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
     used = {s["build"]["target"] for s in devnet.compose_spec()["services"].values() if "build" in s}
     assert used <= targets
     assert 'ENTRYPOINT ["bridge"]' in dockerfile and "HEALTHCHECK" in dockerfile and "/health" in dockerfile
     assert re.search(r"^USER bridge$", dockerfile, re.M)
+
+
+def test_base_images_script_makes_the_images_the_dockerfile_and_compose_start_from() -> None:
+    """docker/base-images.sh stands in for the registry: its tags must be the very ones pulled."""
+    script = (ROOT / "docker" / "base-images.sh").read_text()
+    tags = dict(re.findall(r"^(\w+)_IMAGE=(\S+)$", script, re.M))
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.M))
+    external = {image for image in re.findall(r"^FROM (\S+)", dockerfile, re.M) if image not in stages}
+    assert external | {compose.ANVIL_IMAGE} == set(tags.values())
+    anvil = json.loads((ROOT / "package.json").read_text())["devDependencies"]["@foundry-rs/anvil"]
+    assert tags["FOUNDRY"] == f"ghcr.io/foundry-rs/foundry:v{anvil}" == compose.ANVIL_IMAGE
+
+
+def test_compose_e2e_checks_the_project_its_tests_run() -> None:
+    tests = (ROOT / "tests" / "compose" / "test_compose_network.py").read_text()
+    project = re.search(r'^PROJECT = "(\S+)"$', tests, re.M)
+    assert project and f"COMPOSE_PROJECT := {project[1]}\n" in (ROOT / "docker.mk").read_text()
