@@ -23,7 +23,7 @@ COLUMNS = ("benchmark", "measured", "baseline", "ratio", "target", "met?")
 
 
 def _suites() -> dict[str, Callable[[bool], list[dict[str, Any]]]]:
-    from bench import backfill, ledger, network, withdrawals
+    from bench import backfill, catchup, ledger, network, withdrawals
 
     return {
         "backfill": backfill.run_backfill,
@@ -32,10 +32,11 @@ def _suites() -> dict[str, Callable[[bool], list[dict[str, Any]]]]:
         "latency": network.run_latency,
         "scale": backfill.run_scale,
         "e2e": network.run_end_to_end,
+        "catchup": catchup.run,
     }
 
 
-NAMES = ("backfill", "ledger", "withdrawals", "latency", "scale", "e2e")
+NAMES = ("backfill", "ledger", "withdrawals", "latency", "scale", "e2e", "catchup")
 
 
 def _cell(row: dict[str, Any], column: str) -> str:

@@ -42,22 +42,27 @@ def _table(url: str, emitter: str, first: int) -> dict[str, Any]:
 class Nodes:
     def __init__(self, homes: list[Path], apis: list[str]) -> None:
         self.homes, self.apis = homes, apis
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
 
     def start(self) -> None:
+        for i in range(len(self.homes)):
+            self.start_one(i)
+
+    def start_one(self, i: int) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
-        for home in self.homes:
-            with (home / "node.log").open("ab") as log:
-                self.procs.append(
-                    subprocess.Popen(
-                        [PYTHON, "-m", "bridge", "start", "--home", str(home)],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        cwd=ROOT,
-                    )
-                )
+        with (self.homes[i] / "node.log").open("ab") as log:
+            self.procs[i] = subprocess.Popen(
+                [PYTHON, "-m", "bridge", "start", "--home", str(self.homes[i])],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=ROOT,
+            )
+
+    def stop_one(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGTERM)
+        self.procs[i].wait(timeout=60)
 
     async def get(self, i: int, path: str) -> Any:
         try:
@@ -72,7 +77,7 @@ class Nodes:
                 statuses = await asyncio.gather(*(self.get(i, "/v1/status") for i in range(len(self.apis))))
                 if all(s and s["height"] >= 2 and s["caught_up"] for s in statuses):
                     return
-                for i, p in enumerate(self.procs):
+                for i, p in self.procs.items():
                     if p.poll() is not None:
                         raise RuntimeError(
                             f"node {i} exited:\n{(self.homes[i] / 'node.log').read_text()[-2000:]}"
@@ -97,16 +102,16 @@ class Nodes:
             except OSError:
                 continue
             children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        for p in self.procs:
+        for p in self.procs.values():
             kids = sum(proc_cpu_seconds(c) for c in children.get(p.pid, []))
             out.append({"node": proc_cpu_seconds(p.pid), "cometbft": kids})
         return out
 
     async def close(self) -> None:
-        for p in self.procs:
+        for p in self.procs.values():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
-        for p in self.procs:
+        for p in self.procs.values():
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
