@@ -166,7 +166,7 @@ async def network(request: web.Request) -> web.Response:
     node = request.app[NODE]
     comet = node.home / node.settings.cometbft.home if node.settings.node.engine == "cometbft" else None
     info = network_info(node.genesis, comet)
-    if isinstance(node.engine, CometEngine) and info["cometbft"] is not None:
+    if "state_sync" in request.query and isinstance(node.engine, CometEngine) and info["cometbft"]:
         # Where a state-syncing node's light client starts: this node's latest block.
         info["cometbft"]["state_sync"] = await node.engine.trust_point()
     return web.json_response(info)

@@ -64,7 +64,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if (args.home / CONFIG_FILE).exists() or (args.home / KEY_FILE).exists():
         raise CliError(f"{args.home} is already initialized; remove it or choose another --home")
     url = args.join.rstrip("/")
-    info = asyncio.run(_get(f"{url}/v1/network"))
+    info = asyncio.run(_get(f"{url}/v1/network" + ("?state_sync=1" if args.state_sync else "")))
     comet = info.get("cometbft") if isinstance(info, dict) else None
     if comet is None:
         raise CliError(f"{url} does not run a CometBFT network (only those can be joined)")

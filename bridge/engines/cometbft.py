@@ -266,7 +266,8 @@ class CometEngine:
         """This node's CometBFT RPC and its latest block's height and hash: where a
         state-syncing node's light client may start (None before the first block)."""
         try:
-            block = await self._rpc("block", {})
+            async with asyncio.timeout(5):
+                block = await self._rpc("block", {})
         except (aiohttp.ClientError, RuntimeError, TimeoutError):
             return None
         height = int(block["block"]["header"]["height"])
