@@ -11,8 +11,10 @@ import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 from eth_account import Account
 
 from bridge.engines.abci.types import (
@@ -22,7 +24,7 @@ from bridge.engines.abci.types import (
     LoadSnapshotChunkRequest,
     OfferSnapshotRequest,
 )
-from bridge.engines.cometbft import LedgerApplication
+from bridge.engines.cometbft import CometEngine, LedgerApplication
 from bridge.ledger import Block, BlockResult, Ledger
 from bridge.ledger.snapshots import CHUNK_BYTES, FORMAT, Apply, Offer, Snapshot, Snapshots, dump, restore
 from tests.ledger_helpers import (
@@ -161,3 +163,35 @@ def _queue() -> asyncio.Queue[BlockResult]:
 def _block(ledger: Ledger) -> Block:
     height = ledger.height + 1
     return Block(height, height * 10**9, min(ledger.validators), ())
+
+
+async def test_the_trust_point_waits_for_a_first_block(tmp_path: Path) -> None:
+    """`/v1/network?state_sync=1` offers none while CometBFT has no block (its RPC answers
+    `"block": null` then), and the latest block's height and hash after."""
+    answers: list[dict[str, Any]] = [{"block": None, "block_id": {"hash": ""}}]
+
+    async def rpc(request: web.Request) -> web.Response:
+        return web.json_response({"jsonrpc": "2.0", "id": 1, "result": answers[-1]})
+
+    app = web.Application()
+    app.router.add_post("/", rpc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    ledger = await Ledger.open(tmp_path / "ledger.sqlite")
+    engine = CometEngine(ledger, genesis(KEYS), binary="", home=tmp_path, rpc_laddr=f"tcp://127.0.0.1:{port}")
+    try:
+        assert await engine.trust_point() is None
+        answers.append({"block": {"header": {"height": "42"}}, "block_id": {"hash": "AB" * 32}})
+        assert await engine.trust_point() == {
+            "rpc": f"http://127.0.0.1:{port}",
+            "trust_height": 42,
+            "trust_hash": "AB" * 32,
+        }
+    finally:
+        if engine._session is not None:
+            await engine._session.close()
+        await ledger.close()
+        await runner.cleanup()

@@ -270,12 +270,11 @@ class CometEngine:
                 block = await self._rpc("block", {})
         except (aiohttp.ClientError, RuntimeError, TimeoutError):
             return None
-        height = int(block["block"]["header"]["height"])
-        return (
-            None
-            if height < 1
-            else {"rpc": self.rpc_url, "trust_height": height, "trust_hash": block["block_id"]["hash"]}
-        )
+        header = (block.get("block") or {}).get("header") or {}  # no block yet: "block": null
+        height = int(header.get("height") or 0)
+        if height < 1:
+            return None
+        return {"rpc": self.rpc_url, "trust_height": height, "trust_hash": block["block_id"]["hash"]}
 
     async def submit(self, raw: bytes) -> TxResult:
         try:
