@@ -19,7 +19,6 @@ from bridge.engines.cometbft import CometEngine
 from bridge.errors import TX_HTTP_STATUS, TxCode, TxError
 from bridge.keys import parse_account
 from bridge.ledger import governance
-from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
 from bridge.queries import add_query_routes, extension_problems
 from bridge.supervisor import ListenerState
 from bridge.txs import MAX_TX_BYTES, Tx
@@ -230,9 +229,9 @@ async def account_withdrawals(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise _bad(str(exc)) from None
     limit = _int_param(request, "limit", 100, 1, 1000)
-    prefix = b"by:" + address.encode() + b":"
-    found = await request.app[NODE].ledger.kv_prefix(WITHDRAWALS, prefix, limit)
-    return web.json_response({"withdrawals": [int.from_bytes(k[-8:], "big") for k, _ in found]})
+    return web.json_response(
+        {"withdrawals": await request.app[NODE].ledger.account_withdrawals(address, limit)}
+    )
 
 
 @routes.get("/v1/withdrawals/{id}")

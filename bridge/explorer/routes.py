@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from bridge.keys import parse_account
-from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
 from bridge.queries import NodeView
 from resolutions import registered_queries
 
@@ -60,14 +59,12 @@ def _limit(request: web.Request, default: int, most: int) -> int:
 
 
 async def _account(node: Node, account: str) -> dict[str, Any]:
-    prefix = b"by:" + account.encode() + b":"
-    withdrawals = await node.ledger.kv_prefix(WITHDRAWALS, prefix, 100)
     return {
         "kind": "account",
         "account": account,
         "balance": str(await node.ledger.balance(account)),
         "activity": await node.history.activity(account, 100),
-        "withdrawals": [int.from_bytes(k[-8:], "big") for k, _ in withdrawals],
+        "withdrawals": await node.ledger.account_withdrawals(account, 100),
     }
 
 

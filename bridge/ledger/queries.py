@@ -9,6 +9,8 @@ import aiosqlite
 
 from bridge.ledger.state import State
 from bridge.ledger.threshold import required_power
+from bridge.ledger.withdrawals import NAMESPACE as WITHDRAWALS
+from bridge.ledger.withdrawals import account_key
 from resolutions import get_resolution, registered_resolutions
 
 
@@ -98,6 +100,11 @@ class Queries:
         sql = "SELECT key, value FROM kv WHERE namespace = ? ORDER BY key LIMIT ?"
         async with self._reader.execute(sql, (namespace, limit)) as cur:
             return [(bytes(k), bytes(v)) async for k, v in cur]
+
+    async def account_withdrawals(self, account: str, limit: int) -> list[int]:
+        """The ids of ``account``'s withdrawals, oldest first (up to ``limit``)."""
+        found = await self.kv_prefix(WITHDRAWALS, account_key(account), limit)
+        return [int.from_bytes(k[-8:], "big") for k, _ in found]
 
     async def kv_prefix(self, namespace: str, prefix: bytes, limit: int = 1000) -> list[tuple[bytes, bytes]]:
         """Entries of ``namespace`` whose key starts with ``prefix``, in key order."""

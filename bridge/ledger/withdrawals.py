@@ -43,6 +43,11 @@ def _u64(n: int) -> bytes:
     return n.to_bytes(8, "big")
 
 
+def account_key(account: str) -> bytes:
+    """The prefix of ``account``'s withdrawals in :data:`NAMESPACE` (each key ends with an id)."""
+    return b"by:" + account.encode() + b":"
+
+
 def passes(signed: int, total: int) -> bool:
     """Strictly more than 2/3, the escrow's rule (and CometBFT's)."""
     return total > 0 and 3 * signed > 2 * total
@@ -153,7 +158,7 @@ class Withdrawals:
         await self.app.set(b"b:" + _u64(batch_id), raw + _u64(wid) + recipient + amount.to_bytes(32, "big"))
         record = Writer().u64(batch_id).raw(recipient).uint(amount).text(account).finish()
         await self.app.set(b"w:" + _u64(wid), record)
-        await self.app.set(b"by:" + account.encode() + b":" + _u64(wid), b"")
+        await self.app.set(account_key(account) + _u64(wid), b"")
         return wid
 
     async def next_batch(self) -> int:
