@@ -42,7 +42,7 @@ class Broadcaster:
         submit: Submit,
         key: NodeKey,
         *,
-        max_votes_per_tx: int = 500,
+        max_votes_per_tx: int = 2000,
         resend_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         duties: Duties | None = None,

@@ -68,7 +68,7 @@ class ApiConfig(Section):
 
 
 class BroadcasterConfig(Section):
-    max_votes_per_tx: int = Field(500, ge=1, le=MAX_VOTES_PER_TX, description="events per vote tx")
+    max_votes_per_tx: int = Field(2000, ge=1, le=MAX_VOTES_PER_TX, description="events per vote tx")
     resend_timeout: float = Field(
         5.0, gt=0, le=DAY, description="seconds before an unconfirmed vote is sent again; at most a day"
     )
@@ -211,7 +211,7 @@ port = {port}
 
 [broadcaster]
 # Events per vote transaction, and seconds before an unconfirmed vote is sent again.
-max_votes_per_tx = 500
+max_votes_per_tx = 2000
 resend_timeout = 5.0
 
 [listeners]
