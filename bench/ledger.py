@@ -144,8 +144,8 @@ def run(quick: bool = False, profile: bool = False) -> list[dict[str, Any]]:
             "baseline": round(raw_rate),
             "baseline_name": "raw SQLite executemany, same rows",
             "ratio": round(ledger_rate / raw_rate, 3),
-            "target": ">= 10000 votes/s",
-            "met": ledger_rate >= 10_000,
+            "target": ">= 100000 votes/s",
+            "met": ledger_rate >= 100_000,
             "detail": detail + f"; ledger {ledger_s:.2f}s, raw {raw_s:.3f}s",
         },
         {
@@ -155,8 +155,8 @@ def run(quick: bool = False, profile: bool = False) -> list[dict[str, Any]]:
             "baseline": 1.0,
             "baseline_name": "raw SQLite executemany, same rows",
             "ratio": round(ledger_rate / raw_rate, 3),
-            "target": ">= 0.25",
-            "met": ledger_rate / raw_rate >= 0.25,
+            "target": ">= 0.35",
+            "met": ledger_rate / raw_rate >= 0.35,
             "detail": detail,
         },
     ]
