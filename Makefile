@@ -33,10 +33,10 @@ typecheck: install
 
 # The fast inner loop: everything except the subprocess end-to-end tests.
 test-unit: install
-	$(BIN)/pytest -q -m "not e2e"
+	$(BIN)/pytest -q -m "not e2e and not compose"
 
 e2e: install
-	$(BIN)/pytest -q -m e2e
+	$(BIN)/pytest -q -m "e2e and not compose"
 
 # The crash torture alone (30 SIGKILLs of a solo node, 10 validator kills on CometBFT);
 # `make test` runs it too. Bounded by counts, not time.

@@ -140,7 +140,7 @@ def save_logs() -> None:
 def escrow() -> Iterator[str]:
     """The network built and up, every service healthy; yields the escrow's address."""
     if subprocess.run(["docker", "version"], capture_output=True).returncode != 0:
-        pytest.skip("no Docker engine answers: `make compose-e2e` starts one")
+        pytest.fail("no Docker engine answers: run `make compose-e2e`, which provides one")
     compose(*README_COMPOSE["down"])  # what an interrupted run may have left: start afresh
     try:
         compose(*README_COMPOSE["build"])
