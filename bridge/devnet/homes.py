@@ -163,6 +163,10 @@ def write_comet_home(
             "addr_book_strict": False,
             "allow_duplicate_ip": True,
             "pex": False,
+            # One machine or one compose host, not the Internet: CometBFT's 5 MB/s per peer
+            # would pace the gossip of vote transactions (~620 KB at 2000 events) and blocks.
+            "send_rate": 50 << 20,
+            "recv_rate": 50 << 20,
         },
         "consensus": consensus,
         "instrumentation": {"prometheus": False},
