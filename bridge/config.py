@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from bridge.errors import ConfigError
 from bridge.hints import command
+from bridge.ledger.app import MAX_NONCE_AHEAD
 from bridge.txs import MAX_VOTES_PER_TX
 from listeners import registered_listeners
 
@@ -69,6 +70,9 @@ class ApiConfig(Section):
 
 class BroadcasterConfig(Section):
     max_votes_per_tx: int = Field(2000, ge=1, le=MAX_VOTES_PER_TX, description="events per vote tx")
+    max_inflight: int = Field(
+        4, ge=1, lt=MAX_NONCE_AHEAD, description="vote txs in the mempool at once (consecutive nonces)"
+    )
     resend_timeout: float = Field(
         5.0, gt=0, le=DAY, description="seconds before an unconfirmed vote is sent again; at most a day"
     )
@@ -210,8 +214,10 @@ host = "127.0.0.1"
 port = {port}
 
 [broadcaster]
-# Events per vote transaction, and seconds before an unconfirmed vote is sent again.
+# Events per vote transaction, how many vote transactions may wait in the mempool at once,
+# and seconds before an unconfirmed vote is sent again.
 max_votes_per_tx = 2000
+max_inflight = 4
 resend_timeout = 5.0
 
 [listeners]

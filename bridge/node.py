@@ -203,6 +203,7 @@ class Node:
                 self.engine.submit,
                 self.key,
                 max_votes_per_tx=s.broadcaster.max_votes_per_tx,
+                max_inflight=s.broadcaster.max_inflight,
                 resend_timeout=s.broadcaster.resend_timeout,
                 duties=None if signer is None else self._signer_duties(signer),
             )

@@ -204,6 +204,35 @@ class Vote:
 
 
 @dataclass(frozen=True)
+class VoteIds:
+    """Votes for resolutions already open on the ledger, by their 32-byte ids: what a vote
+    costs once some validator's ``vote`` carried the body (~310 bytes for a deposit). An id
+    that is not open when the transaction runs (unknown, or processed since) counts nothing:
+    its event is voted again, with its body if it is still unknown."""
+
+    TX_TYPE: ClassVar[str] = "vote_ids"
+    BY_VALIDATOR: ClassVar[bool] = True
+
+    ids: tuple[bytes, ...]
+
+    @property
+    def events(self) -> tuple[bytes, ...]:
+        """What counts against a block's vote budget, as a ``Vote``'s events do."""
+        return self.ids
+
+    def encode(self) -> bytes:
+        return Writer().u32(len(self.ids)).raw(b"".join(self.ids)).finish()
+
+    @classmethod
+    def read(cls, r: Reader) -> VoteIds:
+        n = r.u32()
+        if n == 0 or n > MAX_VOTES_PER_TX:
+            raise DecodeError(f"a vote carries 1 to {MAX_VOTES_PER_TX} ids, not {n}")
+        data = r.fixed(32 * n)
+        return cls(tuple(data[i : i + 32] for i in range(0, len(data), 32)))
+
+
+@dataclass(frozen=True)
 class Join:
     """A request by the signing ed25519 key to become a validator with ``power``, and to
     sign withdrawals with the Ethereum key of ``signer``: ``proof`` is that key's
@@ -391,7 +420,7 @@ class Withdraw:
         return cls(recipient, amount)
 
 
-Payload = Vote | Join | Approve | Leave | Remove | Transfer | Withdraw | SignBatch | SignValset
+Payload = Vote | VoteIds | Join | Approve | Leave | Remove | Transfer | Withdraw | SignBatch | SignValset
 """Every transaction payload: the closed set of transaction types, in their wire order."""
 
 PAYLOADS: Mapping[str, type[Payload]] = MappingProxyType({cls.TX_TYPE: cls for cls in get_args(Payload)})

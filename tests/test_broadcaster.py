@@ -13,7 +13,7 @@ from bridge.encoding import event_id
 from bridge.eventstore import PENDING, VOTED
 from bridge.keys import NodeKey
 from bridge.ledger import BlockResult, Genesis, TxResult
-from bridge.txs import Tx, Vote
+from bridge.txs import Tx, Vote, VoteIds, decode_payload
 from resolutions import ResolutionConfig, ResolveContext, register_resolution
 from tests.node_helpers import FakeClock, NodeParts, genesis, node_key
 
@@ -306,3 +306,135 @@ async def test_proposer_injects_its_vote_into_its_own_block(solo: NodeParts) -> 
     assert await broadcaster.proposal_votes(10) == []  # over the byte cap: left for the mempool
     async with broadcaster._lock:  # busy settling a commit: never waited for
         assert await broadcaster.proposal_votes(1 << 20) == []
+
+
+class Recorder:
+    """A submit that remembers every transaction it passes to the engine."""
+
+    def __init__(self, parts: NodeParts) -> None:
+        self.parts = parts
+        self.sent: list[Tx] = []
+
+    async def __call__(self, raw: bytes) -> TxResult:
+        self.sent.append(Tx.decode(raw))
+        return await self.parts.engine.submit(raw)
+
+    def payloads(self) -> list[Vote | VoteIds]:
+        return [p for tx in self.sent if isinstance(p := decode_payload(tx), Vote | VoteIds)]
+
+
+async def test_a_validator_votes_by_id_for_what_another_introduced(tmp_path: Path) -> None:
+    other = node_key(2)
+    parts = await NodeParts.open(tmp_path, genesis((KEY, 1), (other, 1), (node_key(3), 1)), KEY)
+    try:
+        submit = Recorder(parts)
+        broadcaster = Broadcaster(parts.store, parts.ledger, submit, KEY, clock=FakeClock(1000.0))
+        await broadcaster.start()
+        await _send_vote(parts, other, ((TYPE, b"seen by both"),))
+        await parts.blocks(1)  # the other validator's vote carried the body
+        wire(parts, broadcaster)
+        await parts.store.scoped("listener").broadcast(TYPE, b"seen by both")
+        await parts.blocks(3)
+        rid = event_id(TYPE, b"seen by both")
+        assert submit.payloads() == [VoteIds((rid,))]  # 32 bytes, not the body again
+        assert await parts.status(TYPE, b"seen by both") == "confirmed"
+        assert await resolved_count(parts, b"seen by both") == 1
+        assert await parts.store.counts() == {}
+    finally:
+        await parts.close()
+
+
+async def test_a_flood_is_introduced_by_shares_then_voted_by_id(tmp_path: Path) -> None:
+    keys = sorted([KEY, node_key(2), node_key(3), node_key(4)], key=lambda k: k.public)
+    parts = await NodeParts.open(tmp_path, genesis(*((k, 1) for k in keys)), KEY)
+    try:
+        clock, submit = FakeClock(1000.0), Recorder(parts)
+        broadcaster = Broadcaster(
+            parts.store, parts.ledger, submit, KEY, max_votes_per_tx=4, resend_timeout=5.0, clock=clock
+        )
+        await broadcaster.start()
+        wire(parts, broadcaster)
+        bodies = [f"flood-{i}".encode() for i in range(16)]  # more than one transaction carries
+        async with parts.store.scoped("listener").transaction() as tx:
+            for body in bodies:
+                await tx.broadcast(TYPE, body)
+        me = keys.index(KEY)
+        mine = {b for b in bodies if int.from_bytes(event_id(TYPE, b)[:8], "big") % 4 == me}
+        assert 0 < len(mine) < len(bodies)
+
+        await parts.blocks(1)
+        introduced = {body for p in submit.payloads() if isinstance(p, Vote) for _, body in p.events}
+        assert introduced == mine  # the others' shares wait for their introductions
+
+        # Another validator introduces its share: this one votes for it by id.
+        theirs = sorted(set(bodies) - mine)[:3]
+        await _send_vote(parts, node_key(2), tuple((TYPE, b) for b in theirs))
+        await parts.blocks(2)
+        by_id = {i for p in submit.payloads() if isinstance(p, VoteIds) for i in p.ids}
+        assert by_id == {event_id(TYPE, b) for b in theirs}
+
+        # Nobody introduced the rest in time: this validator does.
+        clock.advance(6.0)
+        await parts.blocks(2)
+        introduced = {body for p in submit.payloads() if isinstance(p, Vote) for _, body in p.events}
+        assert introduced == set(bodies) - set(theirs)
+        votes = [i for p in submit.payloads() for i in (p.ids if isinstance(p, VoteIds) else ())]
+        votes += [event_id(*e) for p in submit.payloads() if isinstance(p, Vote) for e in p.events]
+        assert sorted(votes) == sorted(event_id(TYPE, b) for b in bodies)  # each voted once
+    finally:
+        await parts.close()
+
+
+async def test_several_vote_transactions_wait_in_the_mempool_at_once(solo: NodeParts) -> None:
+    submit = Recorder(solo)
+    broadcaster = Broadcaster(
+        solo.store, solo.ledger, submit, KEY, max_votes_per_tx=2, max_inflight=3, clock=FakeClock(1.0)
+    )
+    await broadcaster.start()
+    wire(solo, broadcaster)
+    bodies = [f"event-{i}".encode() for i in range(7)]
+    async with solo.store.scoped("listener").transaction() as tx:
+        for body in bodies:
+            await tx.broadcast(TYPE, body)
+
+    await solo.blocks(1)
+    assert [tx.nonce for tx in submit.sent] == [0, 1, 2]  # three in flight, consecutive
+    await solo.blocks(3)
+    assert [tx.nonce for tx in submit.sent] == [0, 1, 2, 3]
+    assert [await solo.status(TYPE, b) for b in bodies] == ["confirmed"] * 7
+    assert await solo.store.counts() == {}
+
+
+async def test_a_run_behind_a_lost_transaction_is_sent_again_from_the_ledgers_nonce(
+    solo: NodeParts,
+) -> None:
+    sent: list[Tx] = []
+
+    async def loses_the_first(raw: bytes) -> TxResult:
+        sent.append(Tx.decode(raw))
+        if len(sent) == 1:  # accepted, then lost: the two behind it wait on the gap
+            return await solo.ledger.check_tx(raw)
+        return await solo.engine.submit(raw)
+
+    clock = FakeClock(0.0)
+    broadcaster = Broadcaster(
+        solo.store, solo.ledger, loses_the_first, KEY, max_votes_per_tx=1, max_inflight=3, clock=clock
+    )
+    await broadcaster.start()
+    wire(solo, broadcaster)
+    bodies = [b"a", b"b", b"c"]
+    async with solo.store.scoped("listener").transaction() as tx:
+        for body in bodies:
+            await tx.broadcast(TYPE, body)
+    await solo.blocks(1)
+    assert [tx.nonce for tx in sent] == [0, 1, 2]
+    await solo.blocks(2)
+    assert await solo.ledger.nonce(KEY.public) == 0  # stuck behind the gap
+    assert len(sent) == 3
+
+    clock.advance(6.0)
+    await solo.blocks(4)
+    assert sent[3].nonce == 0  # the run starts again where the ledger is
+    assert [await solo.status(TYPE, b) for b in bodies] == ["confirmed"] * 3
+    assert [await resolved_count(solo, b) for b in bodies] == [1] * 3
+    assert await solo.store.counts() == {}

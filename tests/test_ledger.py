@@ -15,7 +15,7 @@ from bridge.errors import TxCode
 from bridge.keys import NodeKey, account_id
 from bridge.ledger import Block, Genesis, governance
 from bridge.ledger.types import Movement
-from bridge.txs import Transfer, Tx, Vote
+from bridge.txs import Transfer, Tx, Vote, VoteIds
 from resolutions import ResolutionConfig, ResolveContext, register_resolution
 from tests.ledger_helpers import (
     CHAIN_ID,
@@ -136,7 +136,52 @@ async def test_vote_status_reports_own_vote(chain: Chain) -> None:
     rid = event_id(*event)
     await chain.block(chain.vote(KEYS[0], event))
     assert await chain.ledger.vote_status([rid], KEYS[0].public) == {rid: "voted"}
-    assert await chain.ledger.vote_status([rid], KEYS[1].public) == {rid: "absent"}
+    assert await chain.ledger.vote_status([rid], KEYS[1].public) == {rid: "open"}
+    other = event_id("test_credit", credit_body(ALICE, 2))
+    assert await chain.ledger.vote_status([other], KEYS[1].public) == {other: "absent"}
+
+
+async def test_votes_by_id_count_as_votes_with_the_body(chains: Chains) -> None:
+    """The same votes, the later ones by id: the same state, block by block."""
+    register_credit("test_credit")
+    events = [("test_credit", credit_body(ALICE, n)) for n in (1, 2)]
+    ids = [event_id(*e) for e in events]
+    by_body = await chains.open("by_body", genesis(KEYS))
+    by_id = await chains.open("by_id", genesis(KEYS))
+    first = await by_body.block(by_body.vote(KEYS[0], *events))
+    assert first.app_hash == (await by_id.block(by_id.vote(KEYS[0], *events))).app_hash
+    for key in KEYS[1:3]:
+        body = await by_body.block(by_body.vote(key, *events))
+        vote_ids = await by_id.block(by_id.tx(key, "vote_ids", VoteIds(tuple(ids)).encode()))
+        assert vote_ids.tx_results[0].ok, vote_ids.tx_results[0].log
+        assert vote_ids.app_hash == body.app_hash
+        assert vote_ids.resolved == body.resolved
+    assert statuses(vote_ids.resolved) == dict.fromkeys(ids, "confirmed")
+    assert await by_id.ledger.balance(ALICE) == 3
+
+
+async def test_a_vote_by_id_counts_only_for_an_open_resolution(chain: Chain) -> None:
+    register_credit("test_credit")
+    opened = ("test_credit", credit_body(ALICE, 1))
+    unknown = event_id("test_credit", credit_body(ALICE, 2))
+    await chain.block(chain.vote(KEYS[0], opened))
+    [candidate] = node_keys(1, offset=10)
+    assert (await chain.block(chain.join(candidate, 1))).tx_results[0].ok
+    request = event_id(governance.JOIN, governance.join_body(candidate.public, 1, 0))
+    ids = [unknown, event_id(*opened), event_id(*opened), request]
+    result = await chain.block(chain.tx(KEYS[1], "vote_ids", VoteIds(tuple(ids)).encode()))
+    assert result.tx_results[0].ok  # the unknown id counts nothing; the transaction is fine
+    assert await chain.ledger.nonce(KEYS[1].public) == 1
+    assert await chain.ledger.vote_status([unknown], KEYS[1].public) == {unknown: "absent"}
+    rows = await pending(chain)
+    assert rows[event_id(*opened).hex()]["votes"] == 2  # once, however many times it is listed
+    assert rows[request.hex()]["votes"] == 0  # a join is approved with approve, not by id
+    await chain.block(chain.tx(KEYS[2], "vote_ids", VoteIds((event_id(*opened),)).encode()))
+    assert await chain.ledger.balance(ALICE) == 1
+    # Processed since: a late vote by id changes nothing but the voter's nonce.
+    late = await chain.block(chain.tx(KEYS[3], "vote_ids", VoteIds((event_id(*opened),)).encode()))
+    assert late.tx_results[0].ok and late.resolved == ()
+    assert await chain.ledger.balance(ALICE) == 1
 
 
 async def test_failing_resolve_rolls_back_and_does_not_stop_the_block(chain: Chain) -> None:

@@ -30,6 +30,7 @@ from bridge.txs import (
     Transfer,
     Tx,
     Vote,
+    VoteIds,
     decode_payload,
     encode_join,
 )
@@ -167,6 +168,7 @@ def test_negative_uint_cannot_be_written() -> None:
     ("type_", "payload", "expected"),
     [
         ("vote", SAMPLE_VOTE.encode(), SAMPLE_VOTE),
+        ("vote_ids", VoteIds((b"\x05" * 32, b"\x06" * 32)).encode(), VoteIds((b"\x05" * 32, b"\x06" * 32))),
         ("join", encode_join(5), Join(5)),
         ("approve", b"\x07" * 32, Approve(b"\x07" * 32)),
         ("remove", b"\x08" * 32, Remove(b"\x08" * 32)),
@@ -188,6 +190,7 @@ def test_the_type_list_is_written_once() -> None:
     as an unknown type, not read as some other payload."""
     assert TX_TYPES == (
         "vote",
+        "vote_ids",
         "join",
         "approve",
         "leave",

@@ -82,7 +82,7 @@ class History:
             [(height, i, m.account, str(m.delta), m.cause, m.ref) for i, m in enumerate(result.movements)],
         )
         sent = zip(result.senders, result.tx_results, strict=True)
-        voted = sorted({signer for (kind, signer), r in sent if kind == "vote" and r.ok})
+        voted = sorted({signer for (kind, signer), r in sent if kind in ("vote", "vote_ids") and r.ok})
         await db.executemany("INSERT OR REPLACE INTO voters VALUES (?, ?)", [(v, height) for v in voted])
         if height % 100 == 0:
             await db.execute("DELETE FROM blocks WHERE height <= ?", (height - KEEP_BLOCKS,))

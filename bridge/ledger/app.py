@@ -42,6 +42,7 @@ from bridge.txs import (
     Transfer,
     Tx,
     Vote,
+    VoteIds,
     Withdraw,
     claim_signer,
     decode_payload,
@@ -79,7 +80,7 @@ def _peek(raw: bytes) -> tuple[bytes, int, int] | None:
         payload = decode_payload(tx)
     except TxError:
         return None
-    return tx.signer, tx.nonce, len(payload.events) if isinstance(payload, Vote) else 0
+    return tx.signer, tx.nonce, len(payload.events) if isinstance(payload, Vote | VoteIds) else 0
 
 
 def _order(config: ResolutionConfig, body: bytes) -> bytes:
@@ -324,7 +325,7 @@ class Ledger(Queries):
                             f"a join request locks a bond of {self.join_bond};"
                             f" the key's account holds {balance}",
                         )
-                case Approve() | Remove() | Leave() | SignBatch() | SignValset():
+                case VoteIds() | Approve() | Remove() | Leave() | SignBatch() | SignValset():
                     pass  # checked against the state they meet when they execute
                 case _:
                     assert_never(payload)
@@ -474,6 +475,23 @@ class Ledger(Queries):
                     raise TxError(TxCode.BLOCK_FULL, f"the block already holds {run.votes} votes")
                 run.votes += len(events)
                 await self._vote(tx.signer, list(dict.fromkeys(events)), run)
+            case VoteIds(ids=ids):
+                if run.votes + len(ids) > MAX_VOTES_PER_BLOCK:
+                    raise TxError(TxCode.BLOCK_FULL, f"the block already holds {run.votes} votes")
+                run.votes += len(ids)
+                unique = list(dict.fromkeys(ids))
+                rows = await s.resolutions(unique)
+                # In the transaction's order; only open resolutions of the types in force
+                # (validator requests are voted with approve and remove).
+                voted = [
+                    r
+                    for i in unique
+                    if (r := rows.get(i)) is not None
+                    and r.type in run.types
+                    and r.type not in (governance.JOIN, governance.REMOVE)
+                ]
+                run.ids.update(((r.type, r.body), r.id) for r in voted)
+                await self._vote(tx.signer, [(r.type, r.body) for r in voted], run)
             case Transfer(to=to, amount=amount):
                 app = LedgerApp(s, "", ctx.height)
                 try:

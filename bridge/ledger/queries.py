@@ -30,10 +30,18 @@ class Queries:
         return await self.view.balance(account)
 
     async def vote_status(self, ids: list[bytes], voter: bytes) -> dict[bytes, str]:
-        """For each id: ``processed``, ``voted`` (by ``voter``, still pending) or ``absent``."""
+        """For each id: ``processed``; ``voted`` (pending, with ``voter``'s vote); ``open``
+        (pending, without it: it may be voted by id); or ``absent`` (unknown)."""
         processed = await self.view.processed_ids(ids)
         voted = await self.view.voted_ids(ids, voter)
-        return {i: "processed" if i in processed else "voted" if i in voted else "absent" for i in ids}
+        pending = await self.view.pending_ids(ids)
+
+        def status(i: bytes) -> str:
+            if i in processed:
+                return "processed"
+            return "voted" if i in voted else "open" if i in pending else "absent"
+
+        return {i: status(i) for i in ids}
 
     def threshold(self, resolution_type: str) -> Fraction:
         """The confirmation threshold ``resolution_type`` meets in the next block (for a type
