@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from bridge.cli import main as cli_main
 from bridge.config import GENESIS_FILE
+from bridge.encoding import event_id
 from bridge.engines.abci import types, wire
 from bridge.engines.abci.codec import decode_request, encode_request
 from bridge.errors import TxCode, TxError
@@ -36,6 +37,7 @@ from bridge.txs import (
     Transfer,
     Tx,
     Vote,
+    VoteIds,
     Withdraw,
     decode_payload,
     encode_join,
@@ -83,6 +85,9 @@ def valid_txs() -> st.SearchStrategy[Tx]:
     )
     payloads = {
         "vote": vote,
+        "vote_ids": st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=5).map(
+            lambda ids: VoteIds(tuple(ids)).encode()
+        ),
         "join": st.integers(1, 2**63).map(encode_join),
         "approve": st.binary(min_size=32, max_size=32),
         "remove": st.binary(min_size=32, max_size=32),
@@ -391,6 +396,9 @@ async def test_each_attack_is_rejected_and_changes_nothing(api: Api) -> None:
     payload = Vote(((ORACLE_VALUE, OracleReading(1, "x").encode()),)).encode()
     outsider_vote = Tx(chain_id, "vote", OUTSIDER.public, 0, payload).sign_ed25519(OUTSIDER)
     await rejected(api, outsider_vote, TxCode.NOT_VALIDATOR, watched=watched)
+    by_id = VoteIds((event_id(ORACLE_VALUE, OracleReading(1, "x").encode()),)).encode()
+    outsider_ids = Tx(chain_id, "vote_ids", OUTSIDER.public, 0, by_id).sign_ed25519(OUTSIDER)
+    await rejected(api, outsider_ids, TxCode.NOT_VALIDATOR, watched=watched)
     nonce = (await api.account(validator.public))[1]
     vote = Tx(chain_id, "vote", validator.public, nonce, payload).sign_ed25519(validator)
     await rejected(api, replace(vote, signature=bytes(64)), TxCode.BAD_SIGNATURE, watched=watched)
