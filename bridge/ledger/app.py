@@ -71,6 +71,7 @@ MAX_PENDING_PER_VALIDATOR = 10_000
 # A signer's transactions are accepted up to this many nonces past its next one: a gap that
 # is never filled holds at most this many of its transactions in a mempool.
 MAX_NONCE_AHEAD = 64
+GOVERNANCE = frozenset((governance.JOIN, governance.REMOVE))  # voted with join, approve and remove
 
 
 def _peek(raw: bytes) -> tuple[bytes, int, int] | None:
@@ -480,18 +481,12 @@ class Ledger(Queries):
                     raise TxError(TxCode.BLOCK_FULL, f"the block already holds {run.votes} votes")
                 run.votes += len(ids)
                 unique = list(dict.fromkeys(ids))
-                rows = await s.resolutions(unique)
-                # In the transaction's order; only open resolutions of the types in force
-                # (validator requests are voted with approve and remove).
-                voted = [
-                    r
-                    for i in unique
-                    if (r := rows.get(i)) is not None
-                    and r.type in run.types
-                    and r.type not in (governance.JOIN, governance.REMOVE)
-                ]
-                run.ids.update(((r.type, r.body), r.id) for r in voted)
-                await self._vote(tx.signer, [(r.type, r.body) for r in voted], run)
+                types = await s.pending_types(unique)
+                # Only open resolutions of the types in force (validator requests are voted
+                # with approve and remove), in the transaction's order.
+                votable = run.types.keys() - GOVERNANCE
+                opened = [i for i in unique if types.get(i) in votable]
+                await self._add_votes(tx.signer, opened, run)
             case Transfer(to=to, amount=amount):
                 app = LedgerApp(s, "", ctx.height)
                 try:
@@ -574,26 +569,34 @@ class Ledger(Queries):
         ids = [known.get(e) or known.setdefault(e, event_id(*e)) for e in events]
         processed = await s.processed_ids(ids)
         pending = await s.pending_ids(ids)
-        voted = await s.voted_ids(ids, voter)
         new = [
             ResolutionRow(i, t, b, voter, ctx.height + self._period(t, run))
             for i, (t, b) in zip(ids, events, strict=True)
             if i not in processed and i not in pending
         ]
-        votes = [i for i in ids if i not in processed and i not in voted]
         if new and await s.pending_created_by(voter) + len(new) > MAX_PENDING_PER_VALIDATOR:
             raise TxError(
                 TxCode.TOO_MANY_PENDING,
                 f"{len(new)} new resolutions would exceed {MAX_PENDING_PER_VALIDATOR} pending ones created"
                 " by this validator",
             )
+        await self._add_votes(voter, [i for i in ids if i not in processed], run, new)
+
+    async def _add_votes(
+        self, voter: bytes, ids: list[bytes], run: _BlockRun, new: list[ResolutionRow] | None = None
+    ) -> None:
+        """``voter``'s votes for ``ids`` (pending, or ``new`` ones created here) it has not
+        cast yet, with their fees."""
+        s = self.state
+        voted = await s.voted_ids(ids, voter)
+        votes = [i for i in ids if i not in voted]
         if self.vote_fee and votes:
             try:
-                await LedgerApp(s, "", ctx.height).debit(account_id(voter), self.vote_fee * len(votes))
+                await LedgerApp(s, "", run.ctx.height).debit(account_id(voter), self.vote_fee * len(votes))
             except ValueError as exc:
                 raise TxError(TxCode.INSUFFICIENT_BALANCE, f"cannot pay vote fees: {exc}") from None
-        await s.add_resolutions(new)
-        for row in new:
+        await s.add_resolutions(new or [])
+        for row in new or []:
             run.opened[row.type] = run.opened.get(row.type, 0) + 1
         await s.add_votes(votes, voter)
         run.touched.update(dict.fromkeys(votes))

@@ -33,8 +33,8 @@ class Queries:
         """For each id: ``processed``; ``voted`` (pending, with ``voter``'s vote); ``open``
         (pending, without it: it may be voted by id); or ``absent`` (unknown)."""
         processed = await self.view.processed_ids(ids)
-        voted = await self.view.voted_ids(ids, voter)
-        pending = await self.view.pending_ids(ids)
+        voted = await self.view.voted_ids([i for i in ids if i not in processed], voter)
+        pending = await self.view.pending_ids([i for i in ids if i not in processed and i not in voted])
 
         def status(i: bytes) -> str:
             if i in processed:

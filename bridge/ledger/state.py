@@ -315,6 +315,14 @@ class State:
                 out[bytes(i)] = ResolutionRow(bytes(i), t, bytes(b), bytes(p), int(e))
         return out
 
+    async def pending_types(self, ids: list[bytes]) -> dict[bytes, str]:
+        """The type of each of ``ids`` that is a pending resolution."""
+        out = {i: self._new[i].type for i in ids if i in self._new}
+        for part in chunks([i for i in ids if i not in self._new]):
+            sql = f"SELECT id, type FROM resolutions WHERE id IN ({marks(len(part))})"
+            out.update((bytes(i), t) for i, t in self.db.execute(sql, part))
+        return out
+
     async def voters(self, ids: list[bytes]) -> dict[bytes, list[bytes]]:
         """Each id's voters, in key order."""
         out: dict[bytes, list[bytes]] = {i: list(self._new_votes.get(i, ())) for i in ids}
