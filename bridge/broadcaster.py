@@ -66,7 +66,7 @@ class Broadcaster:
         self.resend_timeout = resend_timeout
         self._clock = clock
         self._inflight: dict[int, float] = {}  # nonce -> sent at, consecutive nonces
-        self._held: dict[bytes, float] = {}  # unknown events left to others to introduce: since
+        self._held: dict[bytes, float] = {}  # unknown event -> since when it waits for others
         self.votes_sent = 0
         self._lock = asyncio.Lock()
 

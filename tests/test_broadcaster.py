@@ -45,6 +45,13 @@ async def solo(tmp_path: Path) -> AsyncIterator[NodeParts]:
     await parts.close()
 
 
+async def store_events(parts: NodeParts, bodies: list[bytes]) -> None:
+    """What a listener does with a chunk: every event in one event-store transaction."""
+    async with parts.store.scoped("listener").transaction() as tx:
+        for body in bodies:
+            await tx.broadcast(TYPE, body)
+
+
 async def resolved_count(parts: NodeParts, body: bytes) -> int:
     """How many times ``resolve`` ran for ``body``, read from committed ledger state."""
     return sum(int(v) for k, v in await parts.ledger.kv_items(TYPE) if k == body)
@@ -78,9 +85,7 @@ async def test_many_events_are_batched_and_all_confirmed(solo: NodeParts) -> Non
     await broadcaster.start()
     wire(solo, broadcaster)
     bodies = [f"event-{i}".encode() for i in range(5)]
-    async with solo.store.scoped("listener").transaction() as tx:
-        for body in bodies:
-            await tx.broadcast(TYPE, body)
+    await store_events(solo, bodies)
 
     await solo.blocks(8)
     assert [await solo.status(TYPE, b) for b in bodies] == ["confirmed"] * 5
@@ -355,9 +360,7 @@ async def test_a_flood_is_introduced_by_shares_then_voted_by_id(tmp_path: Path) 
         await broadcaster.start()
         wire(parts, broadcaster)
         bodies = [f"flood-{i}".encode() for i in range(16)]  # more than one transaction carries
-        async with parts.store.scoped("listener").transaction() as tx:
-            for body in bodies:
-                await tx.broadcast(TYPE, body)
+        await store_events(parts, bodies)
         me = keys.index(KEY)
         mine = {b for b in bodies if int.from_bytes(event_id(TYPE, b)[:8], "big") % 4 == me}
         assert 0 < len(mine) < len(bodies)
@@ -393,9 +396,7 @@ async def test_several_vote_transactions_wait_in_the_mempool_at_once(solo: NodeP
     await broadcaster.start()
     wire(solo, broadcaster)
     bodies = [f"event-{i}".encode() for i in range(7)]
-    async with solo.store.scoped("listener").transaction() as tx:
-        for body in bodies:
-            await tx.broadcast(TYPE, body)
+    await store_events(solo, bodies)
 
     await solo.blocks(1)
     assert [tx.nonce for tx in submit.sent] == [0, 1, 2]  # three in flight, consecutive
@@ -423,9 +424,7 @@ async def test_a_run_behind_a_lost_transaction_is_sent_again_from_the_ledgers_no
     await broadcaster.start()
     wire(solo, broadcaster)
     bodies = [b"a", b"b", b"c"]
-    async with solo.store.scoped("listener").transaction() as tx:
-        for body in bodies:
-            await tx.broadcast(TYPE, body)
+    await store_events(solo, bodies)
     await solo.blocks(1)
     assert [tx.nonce for tx in sent] == [0, 1, 2]
     await solo.blocks(2)

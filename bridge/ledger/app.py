@@ -339,7 +339,7 @@ class Ledger(Queries):
         for event_type, _ in vote.events:
             if event_type not in known:
                 raise TxError(TxCode.UNKNOWN_TYPE, f"no resolution type {event_type!r}")
-            if event_type in (governance.JOIN, governance.REMOVE):
+            if event_type in GOVERNANCE:
                 # Only a candidate's own join (or a remove of a sitting validator) creates these.
                 raise TxError(TxCode.INVALID_PAYLOAD, f"{event_type} is voted with join, approve and remove")
 
@@ -523,7 +523,7 @@ class Ledger(Queries):
                     )
             case Approve(request_id=rid):
                 rows = await s.resolutions([rid])
-                if rid not in rows or rows[rid].type not in (governance.JOIN, governance.REMOVE):
+                if rid not in rows or rows[rid].type not in GOVERNANCE:
                     raise TxError(TxCode.INVALID_PAYLOAD, "no pending validator request with that id")
                 await self._vote(tx.signer, [(rows[rid].type, rows[rid].body)], run)
             case Remove(pubkey=pubkey):
